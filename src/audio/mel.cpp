@@ -1,0 +1,105 @@
+#include "audio/mel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+
+#include "model/hparams.h"
+
+namespace ama {
+
+namespace {
+constexpr int kBins = kNFft / 2 + 1;  // 201
+}
+
+LogMel::LogMel(const std::vector<float>& filters, int n_mels) : n_mels_(n_mels), fft_(kNFft) {
+  window_.resize(kNFft);
+  for (int i = 0; i < kNFft; ++i) window_[i] = 0.5 - 0.5 * std::cos(2.0 * M_PI * i / kNFft);
+  bands_.resize(n_mels);
+  for (int m = 0; m < n_mels; ++m) {
+    const float* f = filters.data() + static_cast<size_t>(m) * kBins;
+    int b = 0, e = kBins;
+    while (b < kBins && f[b] == 0.0f) ++b;
+    while (e > b && f[e - 1] == 0.0f) --e;
+    bands_[m].begin = b;
+    bands_[m].w.assign(f + b, f + e);
+  }
+}
+
+int LogMel::total_frames(size_t n_samples) {
+  return static_cast<int>((n_samples + kNSamplesPerWindow) / kHopLength);
+}
+
+void LogMel::raw_frames(const float* audio, size_t n_samples, int f0, int f1, float* out, int ld) const {
+  // The signal is audio followed by 30 s of zeros. Reflect padding at the
+  // start reads audio[-i]; at the end it would reflect the zero padding, so
+  // anything past the audio is zero.
+  auto sample = [&](long i) -> double {
+    if (i < 0) i = -i;
+    return static_cast<size_t>(i) < n_samples ? audio[i] : 0.0;
+  };
+  // Two real frames per complex FFT: z = a + i b, then
+  // A_k = (Z_k + conj(Z_{n-k})) / 2 and B_k = (Z_k - conj(Z_{n-k})) / 2i.
+  std::vector<std::complex<double>> z(kNFft), spec(kNFft);
+  std::vector<double> power_a(kBins), power_b(kBins);
+  for (int t = f0; t < f1; t += 2) {
+    const bool pair = t + 1 < f1;
+    const long start_a = static_cast<long>(t) * kHopLength - kNFft / 2;
+    const long start_b = start_a + kHopLength;
+    for (int j = 0; j < kNFft; ++j)
+      z[j] = {sample(start_a + j) * window_[j], pair ? sample(start_b + j) * window_[j] : 0.0};
+    fft_.forward(z.data(), spec.data());
+    for (int k = 0; k < kBins; ++k) {
+      const std::complex<double> zk = spec[k], zn = std::conj(spec[(kNFft - k) % kNFft]);
+      const std::complex<double> a = (zk + zn) * 0.5;
+      const std::complex<double> b = (zk - zn) * std::complex<double>(0, -0.5);
+      power_a[k] = std::norm(a);
+      power_b[k] = std::norm(b);
+    }
+    for (int which = 0; which < (pair ? 2 : 1); ++which) {
+      const std::vector<double>& p = which ? power_b : power_a;
+      const int col = t + which - f0;
+      for (int m = 0; m < n_mels_; ++m) {
+        const Band& band = bands_[m];
+        double s = 0;
+        for (size_t i = 0; i < band.w.size(); ++i) s += band.w[i] * p[band.begin + i];
+        out[static_cast<size_t>(m) * ld + col] = static_cast<float>(std::log10(std::max(s, 1e-10)));
+      }
+    }
+  }
+}
+
+float LogMel::global_max(const float* audio, size_t n_samples) const {
+  const int total = total_frames(n_samples);
+  constexpr int kBlock = 1000;
+  std::vector<float> buf(static_cast<size_t>(n_mels_) * kBlock);
+  float mx = -INFINITY;
+  for (int f0 = 0; f0 < total; f0 += kBlock) {
+    const int f1 = std::min(total, f0 + kBlock);
+    raw_frames(audio, n_samples, f0, f1, buf.data(), kBlock);
+    for (int m = 0; m < n_mels_; ++m)
+      for (int c = 0; c < f1 - f0; ++c) mx = std::max(mx, buf[static_cast<size_t>(m) * kBlock + c]);
+  }
+  return mx;
+}
+
+void LogMel::normalize(float* mel, int n_mels, int cols, int ld, float gmax) {
+  const float floor = gmax - 8.0f;
+  for (int m = 0; m < n_mels; ++m)
+    for (int c = 0; c < cols; ++c) {
+      float& v = mel[static_cast<size_t>(m) * ld + c];
+      v = (std::max(v, floor) + 4.0f) / 4.0f;
+    }
+}
+
+std::vector<float> LogMel::compute(const float* audio, size_t n_samples) const {
+  const int total = total_frames(n_samples);
+  std::vector<float> mel(static_cast<size_t>(n_mels_) * total);
+  raw_frames(audio, n_samples, 0, total, mel.data(), total);
+  float gmax = -INFINITY;
+  for (float v : mel) gmax = std::max(gmax, v);
+  normalize(mel.data(), n_mels_, total, total, gmax);
+  return mel;
+}
+
+}  // namespace ama

@@ -1,0 +1,55 @@
+// The seam between the model and the hardware. Model code (src/model) calls
+// these ops and knows nothing of ISAs; a backend knows nothing of Whisper.
+// A future NPU or GPU backend implements this interface.
+//
+// Shapes: activations are row-major float32 matrices [rows][cols] with the
+// given leading dimension. Every op checks its arguments in check_* helpers
+// (backend/op_checks.h) before a device implementation runs.
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace ama {
+
+enum class ComputeType { f32, bf16, int8 };
+const char* compute_type_name(ComputeType t);
+
+enum class Activation { none, gelu };
+
+// A weight matrix W[n_out][n_in] repacked once, at load, into a backend's
+// preferred layout. Immutable after packing; shared by all streams.
+class PackedMatrix {
+ public:
+  virtual ~PackedMatrix() = default;
+  int n_out = 0;
+  int n_in = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string describe() const = 0;
+  virtual int n_threads() const = 0;
+  virtual ComputeType compute_type() const = 0;
+
+  virtual std::unique_ptr<PackedMatrix> pack(const float* w, int n_out, int n_in) const = 0;
+
+  // y[m][n] (+)= act(sum_k x[m][k] * W[n][k] + bias[n]).  With accumulate,
+  // the result is added to y (a fused residual add). bias may be null.
+  virtual void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
+                      bool accumulate, float* y, int ldy) = 0;
+
+  // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of n.
+  virtual void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
+                          float* y) = 0;
+
+  // Multi-head attention: q [n_q][ld_q], k and v [n_kv][ld_kv], heads of
+  // d_head side by side. Scores are q.k * d_head^-0.5 (Whisper scales q and
+  // k each by d_head^-0.25). With causal, query i sits at position
+  // q_pos0 + i and sees keys 0..q_pos0 + i. out [n_q][ld_out].
+  virtual void attention(const float* q, int n_q, int ld_q, const float* k, const float* v, int n_kv, int ld_kv,
+                         int n_head, int d_head, bool causal, int q_pos0, float* out, int ld_out) = 0;
+};
+
+}  // namespace ama

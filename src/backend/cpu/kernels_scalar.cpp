@@ -1,0 +1,41 @@
+// Scalar (baseline x86-64) variants: plain loops, no ISA flags.
+#include <cmath>
+
+#include "backend/cpu/kernels.h"
+
+namespace ama::cpu {
+namespace scalar_ns {
+#include "backend/cpu/kernels_generic.inc"
+
+// gemm_f32_f32_4x32__scalar: 4 rows by two 16-wide panels.
+static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
+                          int n_panels, int k, float* acc) {
+  for (int r = 0; r < rows; ++r)
+    for (int p = 0; p < n_panels; ++p) {
+      float a[16] = {};
+      const float* w = panels + p * panel_stride;
+      const float* xr = x + r * ldx;
+      for (int kk = 0; kk < k; ++kk) {
+        const float xv = xr[kk];
+        for (int j = 0; j < 16; ++j) a[j] += xv * w[kk * 16 + j];
+      }
+      for (int j = 0; j < 16; ++j) acc[r * 32 + p * 16 + j] = a[j];
+    }
+}
+}  // namespace scalar_ns
+
+const KernelTable& kernel_table_scalar() {
+  static const KernelTable t = {Isa::scalar,
+                                "gemm_f32_f32_4x32__scalar",
+                                4,
+                                scalar_ns::gemm_f32_tile,
+                                "rowops_f32__scalar",
+                                scalar_ns::dot_generic,
+                                scalar_ns::axpy_generic,
+                                scalar_ns::layer_norm_generic,
+                                scalar_ns::gelu_generic,
+                                scalar_ns::softmax_generic};
+  return t;
+}
+
+}  // namespace ama::cpu

@@ -1,0 +1,41 @@
+// Argument checks for backend ops, kept apart from the device code
+// (CTranslate2 style). A violation is a programming error inside the
+// library, not bad user input, so it reports and aborts in every build.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+
+#define AMA_CHECK(cond)                                                              \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      std::fprintf(stderr, "amanuensis: internal check failed at %s:%d: %s\n", __FILE__, \
+                   __LINE__, #cond);                                                 \
+      std::abort();                                                                  \
+    }                                                                                \
+  } while (0)
+
+namespace ama {
+
+class PackedMatrix;
+
+inline void check_linear(const float* x, int m, int ldx, int n_in, int n_out, const float* y, int ldy) {
+  AMA_CHECK(x != nullptr && y != nullptr);
+  AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0);
+  AMA_CHECK(ldx >= n_in && ldy >= n_out);
+}
+
+inline void check_layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta,
+                             const float* y) {
+  AMA_CHECK(x != nullptr && y != nullptr && gamma != nullptr && beta != nullptr);
+  AMA_CHECK(m >= 0 && n > 0 && ld >= n);
+}
+
+inline void check_attention(int n_q, int ld_q, int n_kv, int ld_kv, int n_head, int d_head, bool causal, int q_pos0,
+                            int ld_out) {
+  AMA_CHECK(n_q >= 0 && n_kv > 0 && n_head > 0 && d_head > 0);
+  AMA_CHECK(ld_q >= n_head * d_head && ld_kv >= n_head * d_head && ld_out >= n_head * d_head);
+  AMA_CHECK(!causal || (q_pos0 >= 0 && q_pos0 + n_q <= n_kv));
+}
+
+}  // namespace ama

@@ -1,0 +1,83 @@
+#include "decode/logit_filters.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace ama {
+
+LogitRules default_logit_rules(const Tokenizer& tok, bool timestamps) {
+  const SpecialTokens& s = tok.special();
+  LogitRules r;
+  r.timestamps = timestamps;
+  r.suppress = tok.non_speech_tokens();
+  for (int t : {s.transcribe, s.translate, s.sot, s.sot_prev, s.sot_lm, s.no_speech}) r.suppress.push_back(t);
+  std::sort(r.suppress.begin(), r.suppress.end());
+  r.suppress.erase(std::unique(r.suppress.begin(), r.suppress.end()), r.suppress.end());
+  r.blank = tok.encode(" ");
+  r.blank.push_back(s.eot);
+  return r;
+}
+
+void apply_logit_rules(const LogitRules& rules, const Tokenizer& tok, const std::vector<int>& sampled, float* logits) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const SpecialTokens& s = tok.special();
+  const int n_vocab = tok.n_vocab();
+  const int ts_begin = s.timestamp_begin;
+  auto mask = [&](int begin, int end) {
+    begin = std::max(begin, 0);
+    end = std::min(end, n_vocab);
+    for (int i = begin; i < end; ++i) logits[i] = kNegInf;
+  };
+
+  if (sampled.empty())
+    for (int t : rules.blank) mask(t, t + 1);
+  for (int t : rules.suppress) mask(t, t + 1);
+
+  if (!rules.timestamps) {
+    mask(ts_begin, n_vocab);
+    return;
+  }
+  mask(s.no_timestamps, s.no_timestamps + 1);
+
+  const size_t n = sampled.size();
+  const bool last_ts = n >= 1 && sampled[n - 1] >= ts_begin;
+  const bool penultimate_ts = n < 2 || sampled[n - 2] >= ts_begin;
+  if (last_ts) {
+    if (penultimate_ts)
+      mask(ts_begin, n_vocab);  // a pair is complete: text must follow
+    else
+      mask(0, s.eot);  // an opening timestamp: no normal text
+  }
+  int last_timestamp = -1;
+  for (int t : sampled)
+    if (t >= ts_begin) last_timestamp = t;
+  if (last_timestamp >= 0) {
+    // Timestamps never decrease, and a segment has nonzero length.
+    const int limit = (last_ts && !penultimate_ts) ? last_timestamp : last_timestamp + 1;
+    mask(ts_begin, limit);
+  }
+  if (n == 0) {
+    mask(0, ts_begin);  // the first token is a timestamp
+    if (rules.max_initial_timestamp_index >= 0) mask(ts_begin + rules.max_initial_timestamp_index + 1, n_vocab);
+  }
+
+  // If the timestamps together are more probable than any single text
+  // token, force a timestamp. Computed in double from log-softmax.
+  double mx = -INFINITY;
+  for (int i = 0; i < n_vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  if (mx == -INFINITY) return;
+  double total = 0, ts_sum = 0, text_max = -INFINITY;
+  for (int i = 0; i < n_vocab; ++i) {
+    const double e = std::exp(static_cast<double>(logits[i]) - mx);
+    total += e;
+    if (i >= ts_begin) ts_sum += e;
+    else text_max = std::max(text_max, static_cast<double>(logits[i]));
+  }
+  const double log_total = std::log(total) + mx;
+  const double ts_logprob = ts_sum > 0 ? std::log(ts_sum) + mx - log_total : -INFINITY;
+  const double text_logprob = text_max - log_total;
+  if (ts_logprob > text_logprob) mask(0, ts_begin);
+}
+
+}  // namespace ama

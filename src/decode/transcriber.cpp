@@ -1,0 +1,260 @@
+#include "decode/transcriber.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ama {
+
+namespace {
+
+constexpr int kInputStride = 2;             // mel frames per audio position
+constexpr double kTimePrecision = 0.02;     // seconds per timestamp token
+
+int argmax(const float* x, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+double log_softmax_at(const float* x, int n, int index) {
+  double mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += std::exp(x[i] - mx);
+  return x[index] - mx - std::log(s);
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+std::string Transcript::text() const {
+  std::string t;
+  for (const Segment& s : segments) t += s.text;
+  return t;
+}
+
+Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend)
+    : model_(std::move(model)),
+      backend_(backend),
+      encoder_(*model_, backend),
+      decoder_(*model_, backend),
+      mel_(model_->mel_filters, model_->hp.n_mels),
+      cache_(decoder_.new_cache()),
+      rules_ts_(default_logit_rules(model_->tokenizer, true)),
+      rules_plain_(default_logit_rules(model_->tokenizer, false)) {}
+
+void Transcriber::encode_window(const float* mel, int ld) {
+  encoder_.run(mel, ld, encoder_out_);
+  decoder_.compute_cross(encoder_out_.data(), cross_);
+}
+
+std::string Transcriber::detect_language() {
+  const Tokenizer& tok = model_->tokenizer;
+  if (!tok.multilingual()) return "en";
+  std::vector<float> logits;
+  cache_.reset();
+  const int sot = tok.special().sot;
+  decoder_.forward(cache_, cross_, &sot, 1, false, logits);
+  const SpecialTokens& s = tok.special();
+  int best = s.language_begin;
+  for (int t = s.language_begin; t < s.language_begin + s.n_languages; ++t)
+    if (logits[t] > logits[best]) best = t;
+  return tok.language_code(best);
+}
+
+Result<std::vector<float>> Transcriber::logits_for(const std::vector<int>& tokens) {
+  const HParams& hp = model_->hp;
+  if (tokens.empty()) return make_error("no tokens given");
+  if (static_cast<int>(tokens.size()) > hp.n_text_ctx)
+    return make_error(std::to_string(tokens.size()) + " tokens exceed the model's context of " +
+                      std::to_string(hp.n_text_ctx));
+  for (int t : tokens)
+    if (t < 0 || t >= hp.n_vocab)
+      return make_error("token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(hp.n_vocab) +
+                        ")");
+  cache_.reset();
+  std::vector<float> logits;
+  decoder_.forward(cache_, cross_, tokens.data(), static_cast<int>(tokens.size()), true, logits);
+  return logits;
+}
+
+Result<WindowResult> Transcriber::decode_window(const std::vector<int>& prompt, int language_token, Task task,
+                                                bool timestamps) {
+  const Tokenizer& tok = model_->tokenizer;
+  const SpecialTokens& s = tok.special();
+  const HParams& hp = model_->hp;
+  const int n_vocab = hp.n_vocab;
+
+  std::vector<int> init;
+  if (!prompt.empty()) {
+    init.push_back(s.sot_prev);
+    const size_t keep = std::min(prompt.size(), static_cast<size_t>(hp.n_text_ctx / 2 - 1));
+    init.insert(init.end(), prompt.end() - keep, prompt.end());
+  }
+  const int sot_index = static_cast<int>(init.size());
+  init.push_back(s.sot);
+  if (tok.multilingual()) {
+    init.push_back(language_token);
+    init.push_back(task == Task::translate ? s.translate : s.transcribe);
+  }
+  if (!timestamps) init.push_back(s.no_timestamps);
+
+  const int sample_len = hp.n_text_ctx / 2;  // 224 for the standard models
+  cache_.reset();
+  std::vector<float> logits;
+  WindowResult r;
+  // The no-speech probability comes from the logits at <|startoftranscript|>.
+  if (!decoder_.forward(cache_, cross_, init.data(), sot_index + 1, false, logits))
+    return make_error("prompt does not fit the text context");
+  {
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n_vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+    for (int i = 0; i < n_vocab; ++i) sum += std::exp(logits[i] - mx);
+    r.no_speech_prob = std::exp(logits[s.no_speech] - mx) / sum;
+  }
+  const int rest = static_cast<int>(init.size()) - sot_index - 1;
+  if (rest > 0 && !decoder_.forward(cache_, cross_, init.data() + sot_index + 1, rest, false, logits))
+    return make_error("prompt does not fit the text context");
+
+  const LogitRules& rules = timestamps ? rules_ts_ : rules_plain_;
+  double sum_logprob = 0;
+  for (int step = 0; step < sample_len; ++step) {
+    apply_logit_rules(rules, tok, r.tokens, logits.data());
+    const int next = argmax(logits.data(), n_vocab);
+    sum_logprob += log_softmax_at(logits.data(), n_vocab, next);
+    if (next == s.eot) break;
+    r.tokens.push_back(next);
+    if (cache_.n_past + 1 > hp.n_text_ctx) break;
+    if (!decoder_.forward(cache_, cross_, &next, 1, false, logits)) break;
+  }
+  r.avg_logprob = sum_logprob / (static_cast<double>(r.tokens.size()) + 1);
+  return r;
+}
+
+Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, const TranscribeOptions& o) {
+  const Tokenizer& tok = model_->tokenizer;
+  const SpecialTokens& s = tok.special();
+  const int n_mels = model_->hp.n_mels;
+  if (audio.empty()) return make_error("the audio is empty");
+  Transcript out;
+  out.duration = static_cast<double>(audio.size()) / kSampleRate;
+
+  int language_token = -1;
+  if (tok.multilingual()) {
+    if (o.language != "auto" && o.language != "") {
+      language_token = tok.language_token(o.language);
+      if (language_token < 0) return make_error("unknown language '" + o.language + "'");
+    }
+  } else {
+    if (o.language != "auto" && o.language != "" && o.language != "en")
+      return make_error("this model is English-only; language '" + o.language + "' is not available");
+    if (o.task == Task::translate) return make_error("this model is English-only and cannot translate");
+    out.language = "en";
+  }
+
+  // Pass 1: the global max of the log-mel over the whole padded signal.
+  const float gmax = mel_.global_max(audio.data(), audio.size());
+  const int content_frames = static_cast<int>(audio.size() / kHopLength);
+  std::vector<float> window(static_cast<size_t>(n_mels) * kNFramesPerWindow);
+
+  std::vector<int> all_tokens;
+  size_t prompt_reset_since = 0;
+  if (!o.initial_prompt.empty()) all_tokens = tok.encode(" " + trim(o.initial_prompt));
+
+  int seek = 0;
+  while (seek < content_frames) {
+    const int segment_size = std::min(kNFramesPerWindow, content_frames - seek);
+    // openai pads the window with zeros (in normalized units) past the content.
+    std::fill(window.begin(), window.end(), 0.0f);
+    mel_.raw_frames(audio.data(), audio.size(), seek, seek + segment_size, window.data(), kNFramesPerWindow);
+    LogMel::normalize(window.data(), n_mels, segment_size, kNFramesPerWindow, gmax);
+    encode_window(window.data(), kNFramesPerWindow);
+
+    if (tok.multilingual() && language_token < 0) {
+      out.language = detect_language();
+      language_token = tok.language_token(out.language);
+    } else if (tok.multilingual() && out.language.empty()) {
+      out.language = o.language;
+    }
+
+    std::vector<int> prompt(all_tokens.begin() + prompt_reset_since, all_tokens.end());
+    auto res = decode_window(prompt, language_token, o.task, o.timestamps);
+    if (!res) return res.error();
+    const WindowResult& w = *res;
+    const double time_offset = static_cast<double>(seek) * kHopLength / kSampleRate;
+    const double window_end = static_cast<double>(seek + segment_size) * kHopLength / kSampleRate;
+
+    if (o.no_speech_threshold >= 0 && w.no_speech_prob > o.no_speech_threshold &&
+        !(w.avg_logprob > o.logprob_threshold)) {
+      seek += segment_size;
+      if (o.on_progress) o.on_progress(std::min(window_end, out.duration), out.duration);
+      continue;
+    }
+
+    std::vector<Segment> current;
+    auto add = [&](double start, double end, std::vector<int> toks) {
+      Segment sg;
+      sg.start = start;
+      sg.end = end;
+      sg.seek = seek;
+      std::vector<int> text_tokens;
+      for (int t : toks)
+        if (t < s.eot) text_tokens.push_back(t);
+      sg.text = tok.decode(text_tokens);
+      sg.tokens = std::move(toks);
+      sg.avg_logprob = w.avg_logprob;
+      sg.no_speech_prob = w.no_speech_prob;
+      current.push_back(std::move(sg));
+    };
+    const std::vector<int>& toks = w.tokens;
+    const size_t n = toks.size();
+    auto is_ts = [&](size_t i) { return toks[i] >= s.timestamp_begin; };
+    const bool single_timestamp_ending = n >= 2 && !is_ts(n - 2) && is_ts(n - 1);
+    std::vector<size_t> slices;
+    for (size_t i = 1; i < n; ++i)
+      if (is_ts(i - 1) && is_ts(i)) slices.push_back(i);
+
+    if (o.timestamps && !slices.empty()) {
+      if (single_timestamp_ending) slices.push_back(n);
+      size_t last = 0;
+      for (size_t cur : slices) {
+        std::vector<int> part(toks.begin() + last, toks.begin() + cur);
+        const double start = time_offset + (part.front() - s.timestamp_begin) * kTimePrecision;
+        const double end = time_offset + (part.back() - s.timestamp_begin) * kTimePrecision;
+        add(start, end, std::move(part));
+        last = cur;
+      }
+      if (single_timestamp_ending)
+        seek += segment_size;
+      else  // a window that would not advance is skipped whole, so the loop always ends
+        seek += std::max(1, toks[last - 1] - s.timestamp_begin) * kInputStride;
+    } else {
+      double duration = static_cast<double>(segment_size) * kHopLength / kSampleRate;
+      int last_ts = -1;
+      for (int t : toks)
+        if (t >= s.timestamp_begin) last_ts = t;
+      if (last_ts > s.timestamp_begin) duration = (last_ts - s.timestamp_begin) * kTimePrecision;
+      add(time_offset, time_offset + duration, toks);
+      seek += segment_size;
+    }
+
+    for (Segment& sg : current) {
+      if (sg.start == sg.end || trim(sg.text).empty()) continue;
+      all_tokens.insert(all_tokens.end(), sg.tokens.begin(), sg.tokens.end());
+      sg.end = std::min(sg.end, out.duration);
+      sg.start = std::min(sg.start, sg.end);
+      out.segments.push_back(std::move(sg));
+    }
+    if (!o.condition_on_previous_text) prompt_reset_since = all_tokens.size();
+    if (o.on_progress) o.on_progress(std::min(static_cast<double>(seek) * kHopLength / kSampleRate, out.duration),
+                                     out.duration);
+  }
+  return out;
+}
+
+}  // namespace ama

@@ -1,0 +1,91 @@
+// Long-form transcription, following openai/whisper transcribe.py with
+// greedy decoding: 30 s windows, seeking by the last timestamp, and the
+// previous text as a prompt. One Transcriber is one stream: it owns the
+// per-stream state (scratch, KV caches) and borrows the shared model.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "audio/mel.h"
+#include "backend/backend.h"
+#include "core/result.h"
+#include "decode/logit_filters.h"
+#include "model/decoder.h"
+#include "model/encoder.h"
+#include "model/whisper_model.h"
+
+namespace ama {
+
+enum class Task { transcribe, translate };
+
+struct TranscribeOptions {
+  std::string language = "auto";  // a code such as "en", or "auto" to detect
+  Task task = Task::transcribe;
+  bool timestamps = true;
+  bool condition_on_previous_text = true;
+  std::string initial_prompt;
+  float no_speech_threshold = 0.6f;   // skip a window judged silent ...
+  float logprob_threshold = -1.0f;    // ... unless its average log-probability beats this
+  std::function<void(double done_seconds, double total_seconds)> on_progress;
+};
+
+struct Segment {
+  double start = 0, end = 0;  // seconds
+  std::string text;
+  std::vector<int> tokens;    // sampled tokens, timestamps included
+  int seek = 0;               // mel frame of the window it came from
+  double avg_logprob = 0;
+  double no_speech_prob = 0;
+};
+
+struct Transcript {
+  std::string language;
+  double duration = 0;  // seconds of audio
+  std::vector<Segment> segments;
+  std::string text() const;  // all segment texts joined
+};
+
+// Result of decoding one window.
+struct WindowResult {
+  std::vector<int> tokens;  // sampled, eot excluded
+  double avg_logprob = 0;
+  double no_speech_prob = 0;
+};
+
+class Transcriber {
+ public:
+  Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend);
+
+  Result<Transcript> transcribe(const std::vector<float>& audio16k, const TranscribeOptions& options);
+
+  // Encodes one window of normalized mel [n_mels][ld] (3000 frames) and
+  // prepares cross-attention for decoding.
+  void encode_window(const float* mel, int ld);
+  const std::vector<float>& encoder_output() const { return encoder_out_; }
+
+  // Language probabilities from the current window: the decoder's logits
+  // after <|startoftranscript|>, over the language tokens.
+  std::string detect_language();
+
+  // Greedy decoding of the current window, given prompt tokens.
+  Result<WindowResult> decode_window(const std::vector<int>& prompt, int language_token, Task task, bool timestamps);
+
+  // Logits for the given tokens fed from position 0: [n][n_vocab].
+  Result<std::vector<float>> logits_for(const std::vector<int>& tokens);
+
+ private:
+  std::shared_ptr<const WhisperModel> model_;
+  Backend& backend_;
+  Encoder encoder_;
+  Decoder decoder_;
+  LogMel mel_;
+  KvCache cache_;
+  CrossKv cross_;
+  std::vector<float> encoder_out_;
+  LogitRules rules_ts_, rules_plain_;
+};
+
+}  // namespace ama

@@ -1,0 +1,47 @@
+// Whisper's text decoder (openai/whisper model.py TextDecoder): token and
+// learned positional embeddings, causal self-attention over a KV cache,
+// cross-attention over K/V computed once per audio window, and logits
+// against the token embedding.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/whisper_model.h"
+
+namespace ama {
+
+// One sequence's self-attention cache: [n_layer][n_text_ctx][n_text_state].
+struct KvCache {
+  std::vector<float> k, v;
+  int n_past = 0;
+  void reset() { n_past = 0; }
+};
+
+// Cross-attention K/V of one audio window: [n_layer][n_audio_ctx][n_text_state].
+struct CrossKv {
+  std::vector<float> k, v;
+};
+
+class Decoder {
+ public:
+  Decoder(const WhisperModel& model, Backend& backend) : m_(model), be_(backend) {}
+
+  KvCache new_cache() const;
+
+  // Computes cross-attention K/V from the encoder output [n_audio_ctx][n_state].
+  void compute_cross(const float* encoder_out, CrossKv& cross);
+
+  // Feeds n tokens at positions cache.n_past.., appending to the cache.
+  // logits receives [n][n_vocab] when all_logits, else only the last row.
+  // Returns false (and changes nothing) if the tokens would overflow n_text_ctx.
+  bool forward(KvCache& cache, const CrossKv& cross, const int* tokens, int n, bool all_logits,
+               std::vector<float>& logits);
+
+ private:
+  const WhisperModel& m_;
+  Backend& be_;
+  std::vector<float> x_, h_, q_, att_, mlp_;
+};
+
+}  // namespace ama

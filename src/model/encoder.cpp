@@ -1,0 +1,66 @@
+#include "model/encoder.h"
+
+#include <algorithm>
+
+namespace ama {
+
+namespace {
+constexpr float kLnEps = 1e-5f;  // torch.nn.LayerNorm default, as in Whisper
+}
+
+void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
+  const HParams& hp = m_.hp;
+  const int n_mels = hp.n_mels, n = hp.n_audio_state, ctx = hp.n_audio_ctx, frames = 2 * ctx;
+  const int n_head = hp.n_audio_head, d_head = n / n_head;
+
+  // conv1: kernel 3, padding 1, stride 1, as a GEMM over windows
+  // cols[t][c * 3 + j] = mel[c][t + j - 1] (zero outside), which matches the
+  // [out][in][3] weight layout.
+  cols_.assign(static_cast<size_t>(frames) * n_mels * 3, 0.0f);
+  for (int t = 0; t < frames; ++t)
+    for (int c = 0; c < n_mels; ++c)
+      for (int j = 0; j < 3; ++j) {
+        const int s = t + j - 1;
+        if (s >= 0 && s < frames) cols_[(static_cast<size_t>(t) * n_mels + c) * 3 + j] = mel[static_cast<size_t>(c) * ld + s];
+      }
+  conv_.resize(static_cast<size_t>(frames) * n);
+  be_.linear(cols_.data(), frames, n_mels * 3, *m_.conv1.w, m_.conv1.bias(), Activation::gelu, false, conv_.data(), n);
+
+  // conv2: kernel 3, padding 1, stride 2: cols[t][c * 3 + j] = conv[2t + j - 1][c].
+  cols_.assign(static_cast<size_t>(ctx) * n * 3, 0.0f);
+  for (int t = 0; t < ctx; ++t)
+    for (int j = 0; j < 3; ++j) {
+      const int s = 2 * t + j - 1;
+      if (s < 0 || s >= frames) continue;
+      const float* src = conv_.data() + static_cast<size_t>(s) * n;
+      float* dst = cols_.data() + static_cast<size_t>(t) * n * 3 + j;
+      for (int c = 0; c < n; ++c) dst[c * 3] = src[c];
+    }
+  out.resize(static_cast<size_t>(ctx) * n);
+  float* x = out.data();
+  be_.linear(cols_.data(), ctx, n * 3, *m_.conv2.w, m_.conv2.bias(), Activation::gelu, false, x, n);
+  for (size_t i = 0; i < out.size(); ++i) x[i] += m_.encoder_pos[i];
+
+  h_.resize(static_cast<size_t>(ctx) * n);
+  qkv_.resize(static_cast<size_t>(ctx) * n * 3);
+  att_.resize(static_cast<size_t>(ctx) * n);
+  mlp_.resize(static_cast<size_t>(ctx) * n * 4);
+  float* q = qkv_.data();
+  float* k = q + static_cast<size_t>(ctx) * n;
+  float* v = k + static_cast<size_t>(ctx) * n;
+  for (const EncoderLayerWeights& L : m_.encoder) {
+    be_.layer_norm(x, ctx, n, n, L.attn_ln.gamma.data(), L.attn_ln.beta.data(), kLnEps, h_.data());
+    be_.linear(h_.data(), ctx, n, *L.attn.query.w, L.attn.query.bias(), Activation::none, false, q, n);
+    be_.linear(h_.data(), ctx, n, *L.attn.key.w, nullptr, Activation::none, false, k, n);
+    be_.linear(h_.data(), ctx, n, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, v, n);
+    be_.attention(q, ctx, n, k, v, ctx, n, n_head, d_head, false, 0, att_.data(), n);
+    be_.linear(att_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
+
+    be_.layer_norm(x, ctx, n, n, L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps, h_.data());
+    be_.linear(h_.data(), ctx, n, *L.mlp0.w, L.mlp0.bias(), Activation::gelu, false, mlp_.data(), 4 * n);
+    be_.linear(mlp_.data(), ctx, 4 * n, *L.mlp2.w, L.mlp2.bias(), Activation::none, true, x, n);
+  }
+  be_.layer_norm(x, ctx, n, n, m_.ln_post.gamma.data(), m_.ln_post.beta.data(), kLnEps, x);
+}
+
+}  // namespace ama

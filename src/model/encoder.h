@@ -1,0 +1,27 @@
+// Whisper's audio encoder (openai/whisper model.py AudioEncoder): two conv
+// layers with GELU, the sinusoidal positional embedding, pre-LayerNorm
+// residual blocks, and ln_post. Holds only scratch buffers; the weights
+// belong to the shared WhisperModel.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/whisper_model.h"
+
+namespace ama {
+
+class Encoder {
+ public:
+  Encoder(const WhisperModel& model, Backend& backend) : m_(model), be_(backend) {}
+
+  // mel: one window [n_mels][ld] of 3000 frames. out: [n_audio_ctx][n_audio_state].
+  void run(const float* mel, int ld, std::vector<float>& out);
+
+ private:
+  const WhisperModel& m_;
+  Backend& be_;
+  std::vector<float> cols_, conv_, h_, qkv_, att_, mlp_;
+};
+
+}  // namespace ama

@@ -1,0 +1,115 @@
+#include "model/test_model.h"
+
+#include <cmath>
+#include <vector>
+
+#include "model/ggml_file.h"
+
+namespace ama {
+
+namespace {
+
+// splitmix64: tiny, fast, and identical on every platform (unlike
+// std::normal_distribution, whose algorithm is implementation-defined).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  // Box-Muller; both outputs used.
+  double normal() {
+    if (have_spare_) {
+      have_spare_ = false;
+      return spare_;
+    }
+    const double r = std::sqrt(-2.0 * std::log(uniform())), t = 2.0 * M_PI * uniform();
+    spare_ = r * std::sin(t);
+    have_spare_ = true;
+    return r * std::cos(t);
+  }
+
+ private:
+  uint64_t s_;
+  double spare_ = 0;
+  bool have_spare_ = false;
+};
+
+uint64_t hash_name(const std::string& s, uint64_t seed) {
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+void sinusoids(int length, int channels, float* out) {
+  const int half = channels / 2;
+  const double inc = std::log(10000.0) / (half - 1);
+  for (int t = 0; t < length; ++t)
+    for (int i = 0; i < half; ++i) {
+      const double a = t * std::exp(-inc * i);
+      out[static_cast<size_t>(t) * channels + i] = static_cast<float>(std::sin(a));
+      out[static_cast<size_t>(t) * channels + half + i] = static_cast<float>(std::cos(a));
+    }
+}
+
+}  // namespace
+
+Status write_test_model(const TestModelOptions& o) {
+  AMA_TRY(validate_hparams(o.hp));
+  if (o.hp.ftype != 0 && o.hp.ftype != 1) return make_error("test models are f32 (ftype 0) or f16 (ftype 1)");
+  if (o.hp.n_audio_state % 2 != 0) return make_error("n_audio_state must be even for the sinusoidal embedding");
+  auto reader = GgmlReader::open(o.vocab_source);
+  if (!reader) return reader.error();
+  auto src = reader->read_header();
+  if (!src) return src.error();
+
+  GgmlHeader h;
+  h.hp = o.hp;
+  if (src->hp.n_mels != o.hp.n_mels)
+    return make_error(o.vocab_source + " has " + std::to_string(src->hp.n_mels) + " mel filters, but the model needs " +
+                      std::to_string(o.hp.n_mels) + "; give a vocabulary file with matching filters");
+  h.n_filter_bins = src->n_filter_bins;
+  h.mel_filters = src->mel_filters;
+  h.vocab = src->vocab;
+  const bool src_multi = src->hp.n_vocab >= 51865, dst_multi = o.hp.n_vocab >= 51865;
+  if (src_multi != dst_multi)
+    return make_error(o.vocab_source + " holds " + (src_multi ? "a multilingual" : "an English-only") +
+                      " vocabulary, but n_vocab " + std::to_string(o.hp.n_vocab) + " needs " +
+                      (dst_multi ? "a multilingual" : "an English-only") + " one");
+
+  auto writer = GgmlWriter::create(o.output);
+  if (!writer) return writer.error();
+  AMA_TRY(writer->write_header(h));
+  std::vector<float> data;
+  for (const TensorSpec& t : expected_tensors(o.hp)) {
+    size_t n = 1;
+    for (int d : t.shape) n *= static_cast<size_t>(d);
+    data.resize(n);
+    Rng rng(hash_name(t.name, o.seed));
+    const bool is_norm = t.name.find("_ln.") != std::string::npos || t.name.find("ln_post.") != std::string::npos ||
+                         t.name.rfind("decoder.ln.", 0) == 0;
+    const bool is_gain = is_norm && t.name.ends_with(".weight");
+    GgmlType type = GgmlType::f32;
+    if (t.name == "encoder.positional_embedding") {
+      sinusoids(t.shape[0], t.shape[1], data.data());
+    } else if (t.kind == TensorKind::positional || t.name == "decoder.token_embedding.weight") {
+      for (auto& v : data) v = static_cast<float>(0.5 * rng.normal());
+      if (t.kind == TensorKind::matrix && o.hp.ftype == 1) type = GgmlType::f16;
+    } else if (t.kind == TensorKind::matrix) {
+      size_t fan_in = n / static_cast<size_t>(t.shape[0]);
+      const double sd = 1.0 / std::sqrt(static_cast<double>(fan_in));
+      for (auto& v : data) v = static_cast<float>(sd * rng.normal());
+      if (o.hp.ftype == 1) type = GgmlType::f16;
+    } else {
+      for (auto& v : data) v = static_cast<float>((is_gain ? 1.0 : 0.0) + 0.1 * rng.normal());
+    }
+    AMA_TRY(writer->write_tensor(t.name, t.shape, type, data.data()));
+  }
+  return writer->close();
+}
+
+}  // namespace ama

@@ -1,0 +1,118 @@
+#include "model/whisper_model.h"
+
+#include <map>
+#include <set>
+
+#include "model/ggml_file.h"
+
+namespace ama {
+
+namespace {
+
+std::string shape_str(const std::vector<int>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Reads every tensor into float32, checking names and shapes against the spec.
+Result<std::map<std::string, std::vector<float>>> read_tensors(GgmlReader& reader, const HParams& hp) {
+  std::map<std::string, TensorSpec> spec;
+  for (auto& t : expected_tensors(hp)) spec.emplace(t.name, t);
+  std::map<std::string, std::vector<float>> out;
+  for (;;) {
+    auto rec = reader.next_tensor();
+    if (!rec) return rec.error();
+    if (rec->name.empty()) break;
+    auto it = spec.find(rec->name);
+    if (it == spec.end())
+      return make_error(reader.path() + ": unexpected tensor '" + rec->name + "' (not part of a Whisper model with " +
+                        std::to_string(hp.n_audio_layer) + " encoder and " + std::to_string(hp.n_text_layer) +
+                        " decoder layers)");
+    if (out.count(rec->name)) return make_error(reader.path() + ": tensor '" + rec->name + "' appears twice");
+    std::vector<int> want = it->second.shape;
+    std::vector<int> got = rec->shape;
+    // whisper.cpp stores vectors as 1-D; conv biases as [n, 1]. Accept either for biases.
+    if (it->second.kind == TensorKind::conv_bias && got.size() == 1) got.push_back(1);
+    if (got != want)
+      return make_error(reader.path() + ": tensor '" + rec->name + "' has shape " + shape_str(rec->shape) +
+                        ", expected " + shape_str(want));
+    std::vector<float> data(rec->n_elements);
+    AMA_TRY(reader.read_tensor_data(*rec, data.data()));
+    out.emplace(rec->name, std::move(data));
+  }
+  for (const auto& [name, s] : spec)
+    if (!out.count(name)) return make_error(reader.path() + ": missing tensor '" + name + "'");
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, const Backend& backend) {
+  auto reader = GgmlReader::open(path);
+  if (!reader) return reader.error();
+  auto header = reader->read_header();
+  if (!header) return header.error();
+  auto tok = Tokenizer::create(std::move(header->vocab), header->hp.n_vocab);
+  if (!tok) return make_error(path + ": " + tok.message());
+  auto model = std::make_shared<WhisperModel>(std::move(tok.value()));
+  model->path = path;
+  model->hp = header->hp;
+  model->mel_filters = std::move(header->mel_filters);
+
+  auto tensors = read_tensors(*reader, model->hp);
+  if (!tensors) return tensors.error();
+  auto& t = *tensors;
+  auto take = [&](const std::string& name) { return std::move(t.at(name)); };
+  const HParams& hp = model->hp;
+  auto pack = [&](const std::string& name, int n_out, int n_in) {
+    std::vector<float> w = take(name);
+    return backend.pack(w.data(), n_out, n_in);
+  };
+  auto lin = [&](const std::string& p, int n_out, int n_in, bool has_bias) {
+    LinearWeights l;
+    l.w = pack(p + ".weight", n_out, n_in);
+    if (has_bias) l.b = take(p + ".bias");
+    return l;
+  };
+  auto norm = [&](const std::string& p) { return NormWeights{take(p + ".weight"), take(p + ".bias")}; };
+  auto attention = [&](const std::string& p, int n) {
+    return AttentionWeights{lin(p + ".query", n, n, true), lin(p + ".key", n, n, false), lin(p + ".value", n, n, true),
+                            lin(p + ".out", n, n, true)};
+  };
+  const int a = hp.n_audio_state, s = hp.n_text_state;
+  // conv weights [out][in][3] are already the GEMM matrix [out][in * 3].
+  model->conv1 = lin("encoder.conv1", a, hp.n_mels * 3, true);
+  model->conv2 = lin("encoder.conv2", a, a * 3, true);
+  model->encoder_pos = take("encoder.positional_embedding");
+  for (int l = 0; l < hp.n_audio_layer; ++l) {
+    const std::string p = "encoder.blocks." + std::to_string(l);
+    EncoderLayerWeights e;
+    e.attn_ln = norm(p + ".attn_ln");
+    e.attn = attention(p + ".attn", a);
+    e.mlp_ln = norm(p + ".mlp_ln");
+    e.mlp0 = lin(p + ".mlp.0", 4 * a, a, true);
+    e.mlp2 = lin(p + ".mlp.2", a, 4 * a, true);
+    model->encoder.push_back(std::move(e));
+  }
+  model->ln_post = norm("encoder.ln_post");
+  model->token_embedding = take("decoder.token_embedding.weight");
+  model->logits.w = backend.pack(model->token_embedding.data(), hp.n_vocab, s);
+  model->decoder_pos = take("decoder.positional_embedding");
+  for (int l = 0; l < hp.n_text_layer; ++l) {
+    const std::string p = "decoder.blocks." + std::to_string(l);
+    DecoderLayerWeights d;
+    d.attn_ln = norm(p + ".attn_ln");
+    d.attn = attention(p + ".attn", s);
+    d.cross_ln = norm(p + ".cross_attn_ln");
+    d.cross = attention(p + ".cross_attn", s);
+    d.mlp_ln = norm(p + ".mlp_ln");
+    d.mlp0 = lin(p + ".mlp.0", 4 * s, s, true);
+    d.mlp2 = lin(p + ".mlp.2", s, 4 * s, true);
+    model->decoder.push_back(std::move(d));
+  }
+  model->ln = norm("decoder.ln");
+  return std::shared_ptr<const WhisperModel>(std::move(model));
+}
+
+}  // namespace ama

@@ -1,0 +1,86 @@
+// Whisper tokenizer: byte-level BPE over the GPT-2 style vocabulary stored in
+// whisper.cpp ggml model files, plus Whisper's special tokens (end of text,
+// start of transcript, languages, tasks, timestamps, ...).
+//
+// Token ids follow tiktoken / openai-whisper / whisper.cpp. Regular token i
+// has BPE rank i; special tokens come right after the regular ones.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/result.h"
+
+namespace ama {
+
+struct SpecialTokens {
+  int eot, sot, translate, transcribe, sot_lm, sot_prev, no_speech, no_timestamps, timestamp_begin;
+  int language_begin;  // first language token (sot+1)
+  int n_languages;     // 0 for English-only
+};
+
+class Tokenizer {
+ public:
+  // regular_tokens[i] = raw bytes of token i. n_vocab comes from the model
+  // hparams: 51864 English-only, 51865 multilingual, 51866 large-v3, or a
+  // custom (multilingual) size; ids past the timestamps are unnamed specials.
+  // Multilingual iff n_vocab >= 51865. The English ggml vocab also lists
+  // "<|endoftext|>" as its last entry; that one entry is accepted and dropped.
+  // Byte tokens that old converters stored as U+FFFD are restored (see .cpp).
+  // Errors if the token count does not match n_vocab or a byte token is missing.
+  static Result<Tokenizer> create(std::vector<std::string> regular_tokens, int n_vocab);
+
+  int n_vocab() const { return n_vocab_; }
+  bool multilingual() const { return special_.n_languages > 0; }
+  const SpecialTokens& special() const { return special_; }
+
+  bool is_special(int id) const { return id >= special_.eot; }
+  // id >= timestamp_begin, within the 1501 timestamp tokens (<|0.00|>..<|30.00|>).
+  bool is_timestamp(int id) const;
+
+  // Raw bytes for regular ids; tiktoken names for specials ("<|en|>",
+  // "<|startoftranscript|>", "<|0.02|>", "<|extra_N|>"); "" if out of range.
+  std::string token_text(int id) const;
+  // Raw bytes of a regular token; empty for specials and out-of-range ids.
+  const std::string& token_bytes(int id) const;
+
+  // Concatenates the bytes of regular tokens (specials and out-of-range ids
+  // are skipped) and returns valid UTF-8: each invalid sequence becomes
+  // U+FFFD, like Python's bytes.decode("utf-8", errors="replace").
+  std::string decode(const std::vector<int>& ids) const;
+
+  // Byte-level BPE with tiktoken semantics (GPT-2 pre-split pattern). Never
+  // produces special tokens.
+  std::vector<int> encode(std::string_view utf8) const;
+
+  // Language token for a code such as "en"; -1 if unknown or not in this model.
+  int language_token(std::string_view code) const;
+  // Code of a language token; "" if `token` is not a language token.
+  std::string language_code(int token) const;
+  // The 100 codes in openai/whisper LANGUAGES order ("en", "zh", ..., "yue").
+  static const std::vector<std::string>& language_codes();
+
+  // openai/whisper Tokenizer.non_speech_tokens: sorted, unique.
+  std::vector<int> non_speech_tokens() const;
+
+ private:
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using RankMap = std::unordered_map<std::string, int, StringHash, std::equal_to<>>;
+
+  Tokenizer() = default;
+  int rank_of(std::string_view bytes) const;  // -1 if not a regular token
+  void bpe(std::string_view piece, std::vector<int>& out) const;
+
+  std::vector<std::string> tokens_;  // regular tokens, index = id = rank
+  RankMap ranks_;                    // bytes -> lowest id with those bytes
+  SpecialTokens special_{};
+  int n_vocab_ = 0;
+};
+
+}  // namespace ama
