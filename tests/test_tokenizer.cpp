@@ -265,6 +265,15 @@ TEST(TokenizerEncode, PreSplitKeepsPiecesApart) {
   EXPECT_EQ(tok->encode("it's 42!"), concat({"it", "'s", " 42", "!"}));
   EXPECT_EQ(tok->encode("end \n"), concat({"end", " \n"}));
   EXPECT_EQ(tok->encode("a\nb"), concat({"a", "\n", "b"}));
+  EXPECT_EQ(tok->encode("a \t\n  b"), concat({"a", " \t\n ", " b"}));
+  EXPECT_EQ(tok->encode("x'  'll"), concat({"x", "'", " ", " '", "ll"}));
+  // Non-ASCII classes: marks are not letters, other-script digits are numbers.
+  EXPECT_EQ(tok->encode("\xE0\xA4\xA8\xE0\xA4\xAE\xE0\xA4\xB8\xE0\xA5\x8D\xE0\xA4\xA4\xE0\xA5\x87"),
+            concat({"\xE0\xA4\xA8\xE0\xA4\xAE\xE0\xA4\xB8", "\xE0\xA5\x8D", "\xE0\xA4\xA4",
+                    "\xE0\xA5\x87"}));  // नमस्ते
+  EXPECT_EQ(tok->encode("\xE4\xBA\x8C\xE3\x80\x87\xE4\xBA\x8C\xE4\xB8\x89"),
+            concat({"\xE4\xBA\x8C", "\xE3\x80\x87", "\xE4\xBA\x8C\xE4\xB8\x89"}));  // 二〇二三
+  EXPECT_EQ(tok->encode("a\xC2\xA0" "b"), concat({"a", "\xC2\xA0", "b"}));  // no-break space
 }
 
 TEST(TokenizerDecode, SplitCharacterAndPartialBytes) {
@@ -345,12 +354,17 @@ TEST(TokenizerLanguage, TokensAndCodes) {
 }
 
 TEST(TokenizerSuppress, NonSpeechTokensMatchOpenAI) {
-  // openai/whisper Tokenizer.non_speech_tokens for the two vocabularies.
+  // openai/whisper Tokenizer.non_speech_tokens for the two vocabularies,
+  // minus the partial-character tokens for "\xE2\x99" / " \xE2\x99" (the
+  // lead bytes of the musical symbols): the test files come from an old
+  // converter that stored every token that is not valid UTF-8 as U+FFFD, so
+  // those two tokens cannot be recognised (multilingual 873 and 3268,
+  // English 17992 and 20724).
   const std::vector<int> expected_multi = {
       1,     2,     7,     8,     9,     10,    14,    25,    26,    27,    28,    29,
       31,    58,    59,    60,    61,    62,    63,    90,    91,    92,    93,    359,
-      503,   522,   542,   873,   893,   902,   918,   922,   931,   1350,  1853,  1982,
-      2460,  2627,  3246,  3253,  3268,  3536,  3846,  3961,  4183,  4667,  6585,  6647,
+      503,   522,   542,   /*873,*/ 893, 902, 918,  922,   931,   1350,  1853,  1982,
+      2460,  2627,  3246,  3253,  /*3268,*/ 3536, 3846, 3961, 4183, 4667, 6585, 6647,
       7273,  9061,  9383,  10428, 10929, 11938, 12033, 12331, 12562, 13793, 14157, 14635,
       15265, 15618, 16553, 16604, 18362, 18956, 20075, 21675, 22520, 26130, 26161, 26435,
       28279, 29464, 31650, 32302, 32470, 36865, 42863, 47425, 49870, 50254};
@@ -360,8 +374,10 @@ TEST(TokenizerSuppress, NonSpeechTokensMatchOpenAI) {
       366,   438,   532,   685,   705,   796,   930,   1058,  1220,  1267,  1279,  1303,
       1343,  1377,  1391,  1635,  1782,  1875,  2162,  2361,  2488,  3467,  4008,  4211,
       4600,  4808,  5299,  5855,  6329,  7203,  9609,  9959,  10563, 10786, 11420, 11709,
-      11907, 13163, 13697, 13700, 14808, 15306, 16410, 16791, 17992, 19203, 19510, 20724,
-      22305, 22935, 27007, 30109, 30420, 33409, 34949, 40283, 40493, 40549, 47282, 49146};
+      11907, 13163, 13697, 13700, 14808, 15306, 16410, 16791, /*17992,*/ 19203, 19510,
+      /*20724,*/ 22305, 22935, 27007, 30109, 30420, 33409, 34949, 40283, 40493, 40549,
+      47282, 49146};
+  const std::string fffd = "\xEF\xBF\xBD";
   for (bool en : {false, true}) {
     const Tokenizer* tok = en ? english() : multi();
     ASSERT_NE(tok, nullptr);
@@ -370,7 +386,29 @@ TEST(TokenizerSuppress, NonSpeechTokensMatchOpenAI) {
     EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
     EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
     EXPECT_TRUE(std::binary_search(ids.begin(), ids.end(), tok->encode(" -")[0]));
+    EXPECT_FALSE(std::binary_search(ids.begin(), ids.end(), 220));  // plain space stays
     EXPECT_EQ(ids, en ? expected_en : expected_multi);
+    for (int lost : en ? std::vector<int>{17992, 20724} : std::vector<int>{873, 3268}) {
+      EXPECT_NE(tok->token_bytes(lost).find(fffd), std::string::npos) << lost;
+    }
+  }
+}
+
+TEST(TokenizerVocab, RestoresByteTokensStoredAsReplacementChar) {
+  for (bool en : {false, true}) {
+    const GgmlVocab* v = vocab(en);
+    const Tokenizer* tok = en ? english() : multi();
+    ASSERT_NE(v, nullptr);
+    ASSERT_NE(tok, nullptr);
+    // GPT-2 byte order: ids 94..105 are bytes 161..172, 222..254 are 128..160.
+    EXPECT_EQ(v->tokens[94], "\xEF\xBF\xBD");
+    EXPECT_EQ(tok->token_bytes(94), "\xA1");
+    EXPECT_EQ(tok->token_bytes(187), "\xFF");
+    EXPECT_EQ(tok->token_bytes(222), "\x80");
+    EXPECT_EQ(tok->token_bytes(255), "\xAD");
+    EXPECT_EQ(tok->token_bytes(0), "!");
+    EXPECT_EQ(tok->token_bytes(188), std::string(1, '\0'));
+    for (int b = 0; b < 256; ++b) EXPECT_GE(byte_token(*tok, static_cast<unsigned char>(b)), 0);
   }
 }
 
@@ -393,6 +431,13 @@ TEST(TokenizerCreate, Errors) {
   std::vector<std::string> no_byte = v->tokens;
   no_byte[0] = "not a byte";  // id 0 is "!"
   EXPECT_FALSE(Tokenizer::create(no_byte, 51865).ok());
+
+  // The English vocab (ending in "<|endoftext|>") with a multilingual n_vocab.
+  const GgmlVocab* en = vocab(true);
+  ASSERT_NE(en, nullptr);
+  EXPECT_FALSE(Tokenizer::create(en->tokens, 51865).ok());
+  std::vector<std::string> en_short(en->tokens.begin(), en->tokens.end() - 1);
+  EXPECT_TRUE(Tokenizer::create(en_short, 51864).ok());
 
   EXPECT_TRUE(Tokenizer::create(v->tokens, 51865).ok());
 }

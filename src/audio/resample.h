@@ -13,8 +13,9 @@
 // input time n * in_rate / out_rate (zero delay; output 0 aligns with input 0),
 // and the output holds every such instant inside the input:
 //   out.size() == ceil(in.size() * out_rate / in_rate).
-// Input outside [0, in.size()) is taken as silence, so the first and last
-// ~filter half-width (about 3.6 ms of audio, 58 samples at 16 kHz) fade.
+// Input outside [0, in.size()) is taken as silence, so output within one
+// filter half-width of either end fades: 160 input samples (3.6 ms) for
+// 44.1 kHz input, 60 (7.5 ms) for 8 kHz input.
 #pragma once
 
 #include <string>

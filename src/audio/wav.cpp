@@ -321,7 +321,9 @@ void put32(std::vector<uint8_t>& b, uint32_t v) {
   put16(b, v >> 16);
 }
 
-void put_id(std::vector<uint8_t>& b, const char* id) { b.insert(b.end(), id, id + 4); }
+void put_id(std::vector<uint8_t>& b, const char* id) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(id[i]));
+}
 
 // Rounds x * 2^(bits-1) to the nearest integer and clips it to the signed range.
 // Scaling by 2^(bits-1) (not 2^(bits-1) - 1) makes the reader's division exact,

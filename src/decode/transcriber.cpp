@@ -32,6 +32,59 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
+WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& toks, int seek, int segment_size,
+                            bool timestamps) {
+  const SpecialTokens& s = tok.special();
+  WindowSegments out;
+  const double time_offset = static_cast<double>(seek) * kHopLength / kSampleRate;
+  auto add = [&](double start, double end, std::vector<int> part) {
+    Segment sg;
+    sg.start = start;
+    sg.end = end;
+    sg.seek = seek;
+    std::vector<int> text_tokens;
+    for (int t : part)
+      if (t < s.eot) text_tokens.push_back(t);
+    sg.text = tok.decode(text_tokens);
+    sg.tokens = std::move(part);
+    out.segments.push_back(std::move(sg));
+  };
+  const size_t n = toks.size();
+  auto is_ts = [&](size_t i) { return toks[i] >= s.timestamp_begin; };
+  const bool single_timestamp_ending = n >= 2 && !is_ts(n - 2) && is_ts(n - 1);
+  std::vector<size_t> slices;  // positions after each pair of consecutive timestamps
+  for (size_t i = 1; i < n; ++i)
+    if (is_ts(i - 1) && is_ts(i)) slices.push_back(i);
+
+  if (timestamps && !slices.empty()) {
+    if (single_timestamp_ending) slices.push_back(n);
+    size_t last = 0;
+    for (size_t cur : slices) {
+      std::vector<int> part(toks.begin() + last, toks.begin() + cur);
+      const double start = time_offset + (part.front() - s.timestamp_begin) * kTimePrecision;
+      const double end = time_offset + (part.back() - s.timestamp_begin) * kTimePrecision;
+      add(start, end, std::move(part));
+      last = cur;
+    }
+    // Seek to the last complete segment's end, so that an unfinished one is
+    // decoded again in the next window. A window that would not advance is
+    // skipped whole, so the loop always ends.
+    if (single_timestamp_ending)
+      out.next_seek = seek + segment_size;
+    else
+      out.next_seek = seek + std::max(1, toks[last - 1] - s.timestamp_begin) * kInputStride;
+  } else {
+    double duration = static_cast<double>(segment_size) * kHopLength / kSampleRate;
+    int last_ts = -1;
+    for (int t : toks)
+      if (t >= s.timestamp_begin) last_ts = t;
+    if (last_ts > s.timestamp_begin) duration = (last_ts - s.timestamp_begin) * kTimePrecision;
+    add(time_offset, time_offset + duration, toks);
+    out.next_seek = seek + segment_size;
+  }
+  return out;
+}
+
 std::string Transcript::text() const {
   std::string t;
   for (const Segment& s : segments) t += s.text;
@@ -186,7 +239,6 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
     auto res = decode_window(prompt, language_token, o.task, o.timestamps);
     if (!res) return res.error();
     const WindowResult& w = *res;
-    const double time_offset = static_cast<double>(seek) * kHopLength / kSampleRate;
     const double window_end = static_cast<double>(seek + segment_size) * kHopLength / kSampleRate;
 
     if (o.no_speech_threshold >= 0 && w.no_speech_prob > o.no_speech_threshold &&
@@ -196,55 +248,12 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
       continue;
     }
 
-    std::vector<Segment> current;
-    auto add = [&](double start, double end, std::vector<int> toks) {
-      Segment sg;
-      sg.start = start;
-      sg.end = end;
-      sg.seek = seek;
-      std::vector<int> text_tokens;
-      for (int t : toks)
-        if (t < s.eot) text_tokens.push_back(t);
-      sg.text = tok.decode(text_tokens);
-      sg.tokens = std::move(toks);
+    WindowSegments ws = split_window(tok, w.tokens, seek, segment_size, o.timestamps);
+    seek = ws.next_seek;
+    for (Segment& sg : ws.segments) {
+      if (sg.start == sg.end || trim(sg.text).empty()) continue;  // openai blanks these
       sg.avg_logprob = w.avg_logprob;
       sg.no_speech_prob = w.no_speech_prob;
-      current.push_back(std::move(sg));
-    };
-    const std::vector<int>& toks = w.tokens;
-    const size_t n = toks.size();
-    auto is_ts = [&](size_t i) { return toks[i] >= s.timestamp_begin; };
-    const bool single_timestamp_ending = n >= 2 && !is_ts(n - 2) && is_ts(n - 1);
-    std::vector<size_t> slices;
-    for (size_t i = 1; i < n; ++i)
-      if (is_ts(i - 1) && is_ts(i)) slices.push_back(i);
-
-    if (o.timestamps && !slices.empty()) {
-      if (single_timestamp_ending) slices.push_back(n);
-      size_t last = 0;
-      for (size_t cur : slices) {
-        std::vector<int> part(toks.begin() + last, toks.begin() + cur);
-        const double start = time_offset + (part.front() - s.timestamp_begin) * kTimePrecision;
-        const double end = time_offset + (part.back() - s.timestamp_begin) * kTimePrecision;
-        add(start, end, std::move(part));
-        last = cur;
-      }
-      if (single_timestamp_ending)
-        seek += segment_size;
-      else  // a window that would not advance is skipped whole, so the loop always ends
-        seek += std::max(1, toks[last - 1] - s.timestamp_begin) * kInputStride;
-    } else {
-      double duration = static_cast<double>(segment_size) * kHopLength / kSampleRate;
-      int last_ts = -1;
-      for (int t : toks)
-        if (t >= s.timestamp_begin) last_ts = t;
-      if (last_ts > s.timestamp_begin) duration = (last_ts - s.timestamp_begin) * kTimePrecision;
-      add(time_offset, time_offset + duration, toks);
-      seek += segment_size;
-    }
-
-    for (Segment& sg : current) {
-      if (sg.start == sg.end || trim(sg.text).empty()) continue;
       all_tokens.insert(all_tokens.end(), sg.tokens.begin(), sg.tokens.end());
       sg.end = std::min(sg.end, out.duration);
       sg.start = std::min(sg.start, sg.end);

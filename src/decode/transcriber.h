@@ -55,6 +55,15 @@ struct WindowResult {
   double no_speech_prob = 0;
 };
 
+// Splits one window's sampled tokens into segments at pairs of consecutive
+// timestamps (openai transcribe.py), and gives the mel frame to seek to next.
+struct WindowSegments {
+  std::vector<Segment> segments;
+  int next_seek = 0;
+};
+WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& tokens, int seek, int segment_size,
+                            bool timestamps);
+
 class Transcriber {
  public:
   Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend);

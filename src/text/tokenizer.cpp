@@ -105,6 +105,20 @@ constexpr Range kNumberRanges[] = {
     {0x2776, 0x2793},   {0x3007, 0x3007},   {0x3021, 0x3029},   {0x3038, 0x303A},
     {0x3220, 0x3229},   {0x3280, 0x3289},   {0xFF10, 0xFF19}};
 
+// Spacing combining marks (category Mc) of the scripts Whisper supports;
+// the C library calls them "alpha" but \p{L} does not match them. Gaps
+// inside a range hold no letters or numbers.
+constexpr Range kSpacingMarkRanges[] = {
+    {0x903, 0x903},   {0x93B, 0x93B},   {0x93E, 0x94F},   {0x982, 0x983},
+    {0x9BE, 0x9CC},   {0x9D7, 0x9D7},   {0xA03, 0xA03},   {0xA3E, 0xA40},
+    {0xA83, 0xA83},   {0xABE, 0xACC},   {0xB02, 0xB03},   {0xB3E, 0xB57},
+    {0xBBE, 0xBCC},   {0xBD7, 0xBD7},   {0xC01, 0xC03},   {0xC41, 0xC44},
+    {0xC82, 0xC83},   {0xCBE, 0xCD6},   {0xD02, 0xD03},   {0xD3E, 0xD4C},
+    {0xD57, 0xD57},   {0xD82, 0xD83},   {0xDCF, 0xDDF},   {0xDF2, 0xDF3},
+    {0xF3E, 0xF3F},   {0xF7F, 0xF7F},   {0x102B, 0x103C}, {0x1056, 0x1057},
+    {0x1062, 0x1064}, {0x1067, 0x106D}, {0x1083, 0x108C}, {0x108F, 0x108F},
+    {0x109A, 0x109C}, {0x17B6, 0x17C8}};
+
 // Used only when no UTF-8 locale exists: punctuation/symbol blocks; every
 // other non-ASCII code point is then taken to be a letter.
 constexpr Range kFallbackOtherRanges[] = {
@@ -140,6 +154,7 @@ CharClass classify(char32_t c, bool valid, locale_t loc) {
   }
   if (in_ranges(c, kSpaceRanges)) return CharClass::kSpace;
   if (in_ranges(c, kNumberRanges)) return CharClass::kNumber;
+  if (in_ranges(c, kSpacingMarkRanges)) return CharClass::kOther;
   if (loc == static_cast<locale_t>(0)) {
     return in_ranges(c, kFallbackOtherRanges) ? CharClass::kOther : CharClass::kLetter;
   }
@@ -219,7 +234,8 @@ const std::string& empty_string() {
 // first in a fixed order (printable bytes 33..126, 161..172, 174..255, then
 // the rest ascending), so those tokens can be restored. Multi-byte tokens
 // lost this way cannot; encode() then spells such text with shorter tokens.
-void repair_byte_tokens(std::vector<std::string>& tokens) {
+// Returns the number of tokens restored.
+int repair_byte_tokens(std::vector<std::string>& tokens) {
   std::vector<int> order;
   const auto printable = [](int b) {
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
@@ -230,11 +246,14 @@ void repair_byte_tokens(std::vector<std::string>& tokens) {
   for (int b = 0; b < 256; ++b) {
     if (!printable(b)) order.push_back(b);
   }
+  int repaired = 0;
   for (size_t id = 0; id < order.size() && id < tokens.size(); ++id) {
     if (order[id] >= 0x80 && tokens[id] == "\xEF\xBF\xBD") {
       tokens[id] = std::string(1, static_cast<char>(order[id]));
+      ++repaired;
     }
   }
+  return repaired;
 }
 
 }  // namespace
@@ -275,15 +294,20 @@ Result<Tokenizer> Tokenizer::create(std::vector<std::string> regular_tokens, int
       regular_tokens.back() == "<|endoftext|>") {
     regular_tokens.pop_back();
   }
+  if (!regular_tokens.empty() && regular_tokens.back() == "<|endoftext|>") {
+    return make_error("tokenizer: English-only vocabulary (ends with <|endoftext|>) but n_vocab " +
+                      std::to_string(n_vocab) + " is multilingual");
+  }
   if (regular_tokens.size() != static_cast<size_t>(sp.eot)) {
     return make_error("tokenizer: vocabulary has " + std::to_string(regular_tokens.size()) +
                       " regular tokens, expected " + std::to_string(sp.eot) + " for n_vocab " +
                       std::to_string(n_vocab));
   }
 
-  repair_byte_tokens(regular_tokens);
+  const bool lossy = repair_byte_tokens(regular_tokens) > 0;
 
   Tokenizer tok;
+  tok.lossy_ = lossy;
   tok.special_ = sp;
   tok.n_vocab_ = n_vocab;
   tok.tokens_ = std::move(regular_tokens);
@@ -433,7 +457,12 @@ std::vector<int> Tokenizer::non_speech_tokens() const {
   const auto add = [&](const std::string& symbol, bool always) {
     for (const std::string& text : {symbol, " " + symbol}) {
       const std::vector<int> ids = encode(text);
-      if (!ids.empty() && (ids.size() == 1 || always)) result.push_back(ids[0]);
+      if (ids.empty() || (ids.size() > 1 && !always)) continue;
+      // In a lossy vocab the partial-character tokens a split symbol starts
+      // with are gone; the bare byte (or space) left in their place would
+      // suppress far more than the symbol, so it is not added.
+      if (lossy_ && ids.size() > 1 && token_bytes(ids[0]).size() == 1) continue;
+      result.push_back(ids[0]);
     }
   };
   for (const std::string& s : symbols) add(s, false);

@@ -63,7 +63,8 @@ class Tokenizer {
   // The 100 codes in openai/whisper LANGUAGES order ("en", "zh", ..., "yue").
   static const std::vector<std::string>& language_codes();
 
-  // openai/whisper Tokenizer.non_speech_tokens: sorted, unique.
+  // openai/whisper Tokenizer.non_speech_tokens: sorted, unique. With a lossy
+  // (old-converter) vocab the lost partial "\xE2\x99" tokens cannot be found.
   std::vector<int> non_speech_tokens() const;
 
  private:
@@ -81,6 +82,7 @@ class Tokenizer {
   RankMap ranks_;                    // bytes -> lowest id with those bytes
   SpecialTokens special_{};
   int n_vocab_ = 0;
+  bool lossy_ = false;  // byte tokens had been stored as U+FFFD (old converter)
 };
 
 }  // namespace ama

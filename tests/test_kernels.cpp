@@ -1,0 +1,242 @@
+// Every kernel of every ISA this CPU supports against the plain scalar
+// references, at Whisper's real shapes and at awkward ones (one row, odd K,
+// N not a multiple of the tile). Tolerances come from the arithmetic:
+// u = 2^-24 is float32's unit roundoff, and a length-K dot product
+// accumulated in order has error at most K u sum|x_i w_i|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "test_util.h"
+
+namespace ama {
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24
+
+std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+std::vector<Isa> all_isas() { return {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}; }
+
+class Kernels : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!isa_supported(GetParam())) GTEST_SKIP() << "ISA " << isa_name(GetParam()) << " is not supported by this CPU";
+  }
+  std::unique_ptr<Backend> backend(int threads = 2) {
+    CpuBackendOptions o;
+    o.force_isa = true;
+    o.isa = GetParam();
+    o.n_threads = threads;
+    auto b = make_cpu_backend(o);
+    EXPECT_TRUE(b.ok());
+    return std::move(b.value());
+  }
+};
+
+struct GemmShape {
+  int m, k, n;
+};
+
+// linear() = packed GEMM + bias + optional GELU + optional residual add.
+TEST_P(Kernels, LinearMatchesReference) {
+  auto be = backend();
+  const GemmShape shapes[] = {
+      {1500, 512, 512}, {1500, 512, 2048}, {1500, 2048, 512}, {1, 384, 51865},  // real: base encoder, tiny logits
+      {1500, 240, 384}, {5, 768, 3072},                                        // conv1 as GEMM (80 x 3), small decode
+      {1, 1, 1}, {1, 7, 17}, {7, 33, 31}, {13, 129, 95}, {97, 3, 48}, {6, 64, 16}, {5, 1000, 33}};
+  for (const auto& s : shapes) {
+    for (int mode = 0; mode < 3; ++mode) {
+      if (s.m * static_cast<size_t>(s.n) > 4000000 && mode > 0) continue;  // keep big shapes to one mode
+      SCOPED_TRACE("m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) +
+                   " mode=" + std::to_string(mode));
+      auto x = random_vec(static_cast<size_t>(s.m) * s.k, 1 + s.k);
+      auto w = random_vec(static_cast<size_t>(s.n) * s.k, 2 + s.n, 1.0f / std::sqrt(static_cast<float>(s.k)));
+      auto bias = random_vec(s.n, 3);
+      auto y = random_vec(static_cast<size_t>(s.m) * s.n, 4);  // residual for mode 2
+      const auto y0 = y;
+      auto packed = be->pack(w.data(), s.n, s.k);
+      const Activation act = mode == 1 ? Activation::gelu : Activation::none;
+      be->linear(x.data(), s.m, s.k, *packed, bias.data(), act, mode == 2, y.data(), s.n);
+      double worst = 0;
+      size_t worst_i = 0;
+      double worst_ours = 0, worst_ref = 0;
+      bool ok = true;
+      // Large shapes: check a spread of rows (first, last, every 37th) to keep
+      // the double reference quick; all columns of each are checked.
+      std::vector<int> rows;
+      for (int i = 0; i < s.m; ++i)
+        if (s.m <= 64 || i < 4 || i == s.m - 1 || i % 37 == 0) rows.push_back(i);
+      for (int i : rows)
+        for (int j = 0; j < s.n; ++j) {
+          double dot = 0, mag = 0;
+          for (int kk = 0; kk < s.k; ++kk) {
+            const double p = static_cast<double>(x[i * s.k + kk]) * w[static_cast<size_t>(j) * s.k + kk];
+            dot += p;
+            mag += std::fabs(p);
+          }
+          double pre = dot + bias[j];
+          // Bound: the dot product (K u sum|p|), the bias add, then GELU's
+          // own few ulps; the residual add adds one more rounding.
+          double tol = (s.k + 2) * kU * (mag + std::fabs(bias[j])) + 1e-30;
+          double ref = pre;
+          if (act == Activation::gelu) {
+            ref = 0.5 * pre * (1.0 + std::erf(pre / std::sqrt(2.0)));
+            tol = tol * 1.2 + 8 * kU * std::fabs(pre);  // |GELU'| <= 1.13, erf in float
+          }
+          if (mode == 2) {
+            ref += y0[static_cast<size_t>(i) * s.n + j];
+            tol += 2 * kU * std::fabs(ref);
+          }
+          const double got = y[static_cast<size_t>(i) * s.n + j];
+          const double err = std::fabs(got - ref);
+          if (!(err <= tol)) ok = false;
+          if (err / tol > worst) {
+            worst = err / tol;
+            worst_i = static_cast<size_t>(i) * s.n + j;
+            worst_ours = got;
+            worst_ref = ref;
+          }
+        }
+      EXPECT_TRUE(ok) << "worst element " << worst_i << " (row " << worst_i / s.n << ", col " << worst_i % s.n
+                      << "): ours " << worst_ours << ", reference " << worst_ref << ", error/tolerance " << worst;
+    }
+  }
+}
+
+TEST_P(Kernels, RowOpsMatchReference) {
+  const cpu::KernelTable& k = cpu::kernel_table(GetParam());
+  for (int n : {1, 3, 15, 16, 17, 64, 384, 512, 1280, 1500, 2048, 51865}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    auto a = random_vec(n, 10 + n, 3.0f), b = random_vec(n, 20 + n);
+    // dot: K u sum|a b| (here plus the pairwise combine of 16 partial sums).
+    double mag = 0;
+    for (int i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(a[i]) * b[i]);
+    EXPECT_NEAR(k.dot(a.data(), b.data(), n), cpu::ref::dot(a.data(), b.data(), n), (n + 4) * kU * mag + 1e-30);
+
+    // layer norm: inputs with a large mean, as residual streams have.
+    auto x = random_vec(n, 30 + n, 2.0f);
+    for (auto& v : x) v += 5.0f;
+    auto g = random_vec(n, 40 + n, 0.1f), be = random_vec(n, 50 + n, 0.1f);
+    for (auto& v : g) v += 1.0f;
+    std::vector<float> y(n), yr(n);
+    k.layer_norm(x.data(), n, g.data(), be.data(), 1e-5f, y.data());
+    cpu::ref::layer_norm(x.data(), n, g.data(), be.data(), 1e-5f, yr.data());
+    if (n > 1) {
+      // Mean and variance each carry ~n u relative error in float; the
+      // normalized value (x - mean) / std inherits about 2 n u (|x|/std + 1).
+      auto d = test::max_abs_diff(y, yr);
+      EXPECT_LE(d.max_abs, 2.0 * (n + 8) * kU * (7.0 / 2.0 + 1.0) * 1.2 + 1e-6) << d.str("layer_norm");
+    }
+
+    // GELU against the exact erf form: a few ulps of |x| (issue: within 1e-6 of it for unit inputs).
+    std::vector<float> gx = a;
+    k.gelu(gx.data(), n);
+    for (int i = 0; i < n; ++i)
+      ASSERT_NEAR(gx[i], cpu::ref::gelu(a[i]), 8 * kU * std::fabs(a[i]) + 1e-7) << "gelu at element " << i << " x=" << a[i];
+
+    // softmax: n + 4 roundings relative to each probability.
+    std::vector<float> s = a, sr = a;
+    k.softmax(s.data(), n);
+    cpu::ref::softmax(sr.data(), n);
+    for (int i = 0; i < n; ++i)
+      ASSERT_NEAR(s[i], sr[i], (n + 8) * kU * sr[i] + 1e-38) << "softmax at element " << i;
+  }
+}
+
+// Attention against a double reference: encoder shape (1500 x 1500 per
+// head, base), decoder causal steps, and cross-attention.
+TEST_P(Kernels, AttentionMatchesReference) {
+  auto be = backend();
+  struct Case {
+    int n_q, n_kv, n_head, d_head;
+    bool causal;
+    int q_pos0;
+  };
+  const Case cases[] = {{1500, 1500, 2, 64, false, 0}, {1, 1500, 8, 64, false, 0}, {5, 5, 6, 64, true, 0},
+                        {1, 37, 8, 64, true, 36},     {3, 10, 3, 5, true, 7},       {7, 1, 1, 1, false, 0}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE("n_q=" + std::to_string(c.n_q) + " n_kv=" + std::to_string(c.n_kv));
+    const int w = c.n_head * c.d_head;
+    auto q = random_vec(static_cast<size_t>(c.n_q) * w, 1, 1.0f);
+    auto kk = random_vec(static_cast<size_t>(c.n_kv) * w, 2, 1.0f);
+    auto v = random_vec(static_cast<size_t>(c.n_kv) * w, 3, 1.0f);
+    std::vector<float> out(static_cast<size_t>(c.n_q) * w);
+    be->attention(q.data(), c.n_q, w, kk.data(), v.data(), c.n_kv, w, c.n_head, c.d_head, c.causal, c.q_pos0,
+                  out.data(), w);
+    double worst = 0;
+    for (int h = 0; h < c.n_head; ++h)
+      for (int i = 0; i < c.n_q; ++i) {
+        const int vis = c.causal ? c.q_pos0 + i + 1 : c.n_kv;
+        std::vector<double> p(vis);
+        double mx = -INFINITY, max_ds = 0, vmax = 0;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(c.d_head));
+        for (int j = 0; j < vis; ++j) {
+          double s = 0, mag = 0;
+          for (int d = 0; d < c.d_head; ++d) {
+            const double t = static_cast<double>(q[i * w + h * c.d_head + d]) * kk[j * w + h * c.d_head + d];
+            s += t;
+            mag += std::fabs(t);
+          }
+          p[j] = s * scale;
+          max_ds = std::max(max_ds, (c.d_head + 4) * kU * mag * scale);
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (auto& x : p) sum += x = std::exp(x - mx);
+        for (int d = 0; d < c.d_head; ++d) {
+          double o = 0;
+          for (int j = 0; j < vis; ++j) {
+            o += p[j] / sum * v[j * w + h * c.d_head + d];
+            vmax = std::max(vmax, std::fabs(static_cast<double>(v[j * w + h * c.d_head + d])));
+          }
+          // Score errors ds change each weight by a factor exp(+-2 ds); the
+          // weighted sum and the normalisation add (n_kv + 8) u.
+          const double tol = (2.5 * max_ds + (vis + 8) * kU) * vmax + 1e-30;
+          const double got = out[i * w + h * c.d_head + d];
+          ASSERT_NEAR(got, o, tol) << "head " << h << " query " << i << " dim " << d;
+          worst = std::max(worst, std::fabs(got - o));
+        }
+      }
+  }
+}
+
+// Work splitting never changes a result.
+TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
+  auto b1 = backend(1), b2 = backend(2);
+  const int m = 301, k = 77, n = 197;
+  auto x = random_vec(static_cast<size_t>(m) * k, 5), w = random_vec(static_cast<size_t>(n) * k, 6);
+  std::vector<float> y1(static_cast<size_t>(m) * n), y2(y1.size());
+  b1->linear(x.data(), m, k, *b1->pack(w.data(), n, k), nullptr, Activation::gelu, false, y1.data(), n);
+  b2->linear(x.data(), m, k, *b2->pack(w.data(), n, k), nullptr, Activation::gelu, false, y2.data(), n);
+  EXPECT_TRUE(y1 == y2);
+  std::vector<float> a1(static_cast<size_t>(m) * 128), a2(a1.size());
+  auto q = random_vec(a1.size(), 7), kv = random_vec(a1.size(), 8);
+  b1->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, true, 0, a1.data(), 128);
+  b2->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, true, 0, a2.data(), 128);
+  EXPECT_TRUE(a1 == a2);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, Kernels, ::testing::ValuesIn(all_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(CpuFeatures, EnvironmentCapsTheIsa) {
+  // selected_isa() is computed once per process, so check through the CLI.
+  auto r = test::run_command("AMANUENSIS_ISA=scalar " + std::string(AMA_CLI_PATH) + " info");
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("selected isa: scalar (forced by AMANUENSIS_ISA=scalar"), std::string::npos) << r.out;
+  auto bogus = test::run_command("AMANUENSIS_ISA=bogus " + std::string(AMA_CLI_PATH) + " info");
+  EXPECT_NE(bogus.out.find("not one of"), std::string::npos) << bogus.out;
+}
+
+}  // namespace
+}  // namespace ama

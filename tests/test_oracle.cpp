@@ -1,0 +1,128 @@
+// The float32 engine against ../shared/oracle (an independent float64
+// implementation of openai/whisper), through the CLI and the C++ API.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "audio/mel.h"
+#include "audio/resample.h"
+#include "backend/cpu/cpu_backend.h"
+#include "decode/transcriber.h"
+#include "model/ggml_file.h"
+#include "model/whisper_model.h"
+#include "test_util.h"
+
+namespace ama {
+namespace {
+
+using test::max_abs_diff;
+using test::read_f32;
+using test::shared;
+
+// Tolerances from ../shared/oracle/README.md.
+constexpr double kMelTol = 1e-4, kEncoderTol = 2e-3, kLogitsTol = 1e-2;
+
+struct OracleCase {
+  std::string dir;
+  std::vector<int> tokens;
+  int n_vocab = 0;
+};
+
+OracleCase load_case(const std::string& name) {
+  OracleCase c;
+  c.dir = shared("oracle/" + name);
+  std::ifstream f(c.dir + "/meta.json");
+  auto j = nlohmann::json::parse(f);
+  c.tokens = j["tokens"].get<std::vector<int>>();
+  c.n_vocab = j["hparams"]["n_vocab"].get<int>();
+  return c;
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int t : v) s += (s.empty() ? "" : ",") + std::to_string(t);
+  return s;
+}
+
+class Oracle : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Oracle, MelThroughCli) {
+  const std::string out = ::testing::TempDir() + "/oracle_mel_" + GetParam() + ".f32";
+  auto r = test::run_command(std::string(AMA_CLI_PATH) + " mel --audio " + shared("audio/jfk.wav") + " --out " + out +
+                             " --filters " + shared("oracle/" + GetParam() + "/model.bin"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ours = read_f32(out), ref = read_f32(shared("oracle/" + GetParam() + "/mel.f32"));
+  ASSERT_EQ(ours.size(), ref.size());
+  auto d = max_abs_diff(ours, ref);
+  EXPECT_LE(d.max_abs, kMelTol) << d.str("mel");
+  std::printf("[oracle %s] mel %s\n", GetParam().c_str(), d.str().c_str());
+}
+
+TEST_P(Oracle, LogitsThroughCli) {
+  OracleCase c = load_case(GetParam());
+  const std::string out = ::testing::TempDir() + "/oracle_logits_" + GetParam() + ".f32";
+  const std::string enc = ::testing::TempDir() + "/oracle_enc_" + GetParam() + ".f32";
+  auto r = test::run_command(std::string(AMA_CLI_PATH) + " logits -m " + c.dir + "/model.bin --audio " +
+                             shared("audio/jfk.wav") + " --tokens " + join(c.tokens) + " --out " + out +
+                             " --encoder-out " + enc);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto logits = read_f32(out), ref = read_f32(c.dir + "/logits.f32");
+  ASSERT_EQ(logits.size(), ref.size());
+  auto d = max_abs_diff(logits, ref);
+  EXPECT_LE(d.max_abs, kLogitsTol) << d.str("logits");
+  EXPECT_EQ(test::row_argmax(logits, c.n_vocab), test::row_argmax(ref, c.n_vocab));
+  auto e = max_abs_diff(read_f32(enc), read_f32(c.dir + "/encoder_out.f32"));
+  EXPECT_LE(e.max_abs, kEncoderTol) << e.str("encoder_out");
+  std::printf("[oracle %s] encoder_out %s\n[oracle %s] logits %s\n", GetParam().c_str(), e.str().c_str(),
+              GetParam().c_str(), d.str().c_str());
+}
+
+// The C++ API, at every ISA this CPU supports, and at 1 and 2 threads.
+TEST_P(Oracle, EncoderAndLogitsThroughApiOnEveryIsa) {
+  OracleCase c = load_case(GetParam());
+  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  ASSERT_TRUE(audio.ok()) << audio.message();
+  auto ref_enc = read_f32(c.dir + "/encoder_out.f32");
+  auto ref_logits = read_f32(c.dir + "/logits.f32");
+  auto ref_mel = read_f32(c.dir + "/mel.f32");
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}) {
+    if (!isa_supported(isa)) {
+      std::printf("[oracle] skipping ISA %s: not supported by this CPU\n", isa_name(isa));
+      continue;
+    }
+    std::vector<float> first_logits;
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(std::string("isa ") + isa_name(isa) + ", threads " + std::to_string(threads));
+      CpuBackendOptions bo;
+      bo.force_isa = true;
+      bo.isa = isa;
+      bo.n_threads = threads;
+      auto be = make_cpu_backend(bo);
+      ASSERT_TRUE(be.ok()) << be.message();
+      auto model = load_model(c.dir + "/model.bin", **be);
+      ASSERT_TRUE(model.ok()) << model.message();
+      LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
+      auto mel = lm.compute(audio->data(), audio->size());
+      auto dm = max_abs_diff(mel, ref_mel);
+      EXPECT_LE(dm.max_abs, kMelTol) << dm.str("mel");
+      Transcriber t(*model, **be);
+      t.encode_window(mel.data(), LogMel::total_frames(audio->size()));
+      auto de = max_abs_diff(t.encoder_output(), ref_enc);
+      EXPECT_LE(de.max_abs, kEncoderTol) << de.str("encoder_out");
+      auto logits = t.logits_for(c.tokens);
+      ASSERT_TRUE(logits.ok()) << logits.message();
+      auto dl = max_abs_diff(*logits, ref_logits);
+      EXPECT_LE(dl.max_abs, kLogitsTol) << dl.str("logits");
+      EXPECT_EQ(test::row_argmax(*logits, c.n_vocab), test::row_argmax(ref_logits, c.n_vocab));
+      if (threads == 1)
+        first_logits = *logits;
+      else
+        EXPECT_TRUE(first_logits == *logits) << "results differ between 1 and 2 threads";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Micro, Oracle, ::testing::Values("micro", "micro.en"),
+                         [](const auto& info) { return info.param == "micro" ? "micro" : "micro_en"; });
+
+}  // namespace
+}  // namespace ama

@@ -1,0 +1,90 @@
+// Shared helpers for the tests: data paths, raw float32 files, and error
+// reports that name the worst element.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#ifndef AMA_SHARED_DIR
+#define AMA_SHARED_DIR "/work/shared"
+#endif
+
+namespace ama::test {
+
+inline std::string shared(const std::string& rel) { return std::string(AMA_SHARED_DIR) + "/" + rel; }
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) return {};
+  const std::streamsize n = f.tellg();
+  std::vector<float> v(static_cast<size_t>(n) / 4);
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+struct Diff {
+  double max_abs = 0;
+  size_t worst = 0;
+  double ours = 0, ref = 0;
+  std::string str(const char* what = "") const {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s max abs error %.3g at element %zu (ours %.9g, reference %.9g)", what, max_abs,
+                  worst, ours, ref);
+    return buf;
+  }
+};
+
+template <typename A, typename B>
+Diff max_abs_diff(const A& ours, const B& ref) {
+  Diff d;
+  for (size_t i = 0; i < ours.size() && i < ref.size(); ++i) {
+    const double e = std::fabs(static_cast<double>(ours[i]) - static_cast<double>(ref[i]));
+    if (e > d.max_abs || std::isnan(e)) {
+      d.max_abs = std::isnan(e) ? INFINITY : e;
+      d.worst = i;
+      d.ours = ours[i];
+      d.ref = ref[i];
+    }
+  }
+  return d;
+}
+
+inline std::vector<int> row_argmax(const std::vector<float>& x, size_t cols) {
+  std::vector<int> r;
+  for (size_t row = 0; row * cols < x.size(); ++row) {
+    size_t best = 0;
+    for (size_t j = 1; j < cols; ++j)
+      if (x[row * cols + j] > x[row * cols + best]) best = j;
+    r.push_back(static_cast<int>(best));
+  }
+  return r;
+}
+
+// Runs a shell command; returns its exit status and stderr.
+struct CommandResult {
+  int exit_code = -1;
+  std::string err;
+  std::string out;
+};
+
+inline CommandResult run_command(const std::string& cmd) {
+  static int counter = 0;
+  const std::string errfile = ::testing::TempDir() + "/cmd_err_" + std::to_string(++counter) + ".txt";
+  CommandResult r;
+  FILE* p = popen((cmd + " 2>" + errfile).c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(errfile);
+  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  return r;
+}
+
+}  // namespace ama::test
