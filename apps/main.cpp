@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "audio/mel.h"
+#include "bench_command.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
@@ -143,6 +144,17 @@ int main(int argc, char** argv) {
 
   auto* info = app.add_subcommand("info", "print CPU features and the chosen ISA");
 
+  // bench
+  auto* bn = app.add_subcommand("bench", "time the encoder and decoder (whisper.cpp's bench workload)");
+  std::string bn_model, bn_compute = "f32";
+  int bn_threads = 0, bn_runs = 3;
+  bool bn_json = false;
+  bn->add_option("-m,--model", bn_model, "ggml model file")->required();
+  bn->add_option("-t,--threads", bn_threads, "threads (0: all cores)");
+  bn->add_option("--compute", bn_compute, "f32");
+  bn->add_option("--runs", bn_runs, "encoder runs (the median is reported)");
+  bn->add_flag("--json", bn_json, "print one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -157,6 +169,18 @@ int main(int argc, char** argv) {
 
   if (*info) {
     std::printf("%s", describe_cpu().c_str());
+    return 0;
+  }
+
+  if (*bn) {
+    auto engine = load_engine(bn_model, bn_threads, bn_compute, false);
+    if (!engine) return fail(engine.message());
+    BenchOptions bo;
+    bo.encode_runs = bn_runs;
+    bo.json = bn_json;
+    auto report = run_model_bench(engine->model, *engine->backend, bo);
+    if (!report) return fail(report.message());
+    std::printf("%s", report->c_str());
     return 0;
   }
 

@@ -191,7 +191,6 @@ Result<WindowResult> Transcriber::decode_window(const std::vector<int>& prompt, 
 
 Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, const TranscribeOptions& o) {
   const Tokenizer& tok = model_->tokenizer;
-  const SpecialTokens& s = tok.special();
   const int n_mels = model_->hp.n_mels;
   if (audio.empty()) return make_error("the audio is empty");
   Transcript out;

@@ -38,10 +38,20 @@ class Decoder {
   bool forward(KvCache& cache, const CrossKv& cross, const int* tokens, int n, bool all_logits,
                std::vector<float>& logits);
 
+  // One token for each of several sequences (beam search, batched
+  // streams): the GEMMs run over all rows at once, self-attention per
+  // sequence. logits receives [caches.size()][n_vocab].
+  bool forward_batch(const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens,
+                     std::vector<float>& logits);
+
  private:
   const WhisperModel& m_;
   Backend& be_;
-  std::vector<float> x_, h_, q_, att_, mlp_;
+  // rows share `single` (consecutive positions) when it is set, else row r
+  // belongs to caches[r] at its n_past.
+  bool run(KvCache* single, const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens, int n_tok,
+           bool all_logits, std::vector<float>& logits);
+  std::vector<float> x_, h_, q_, k_, v_, att_, mlp_;
 };
 
 }  // namespace ama
