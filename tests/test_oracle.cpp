@@ -121,6 +121,62 @@ TEST_P(Oracle, EncoderAndLogitsThroughApiOnEveryIsa) {
   }
 }
 
+// The bf16 and int8 fast paths against the oracle's fast-path bar: row
+// correlation >= 0.9999, max abs <= 0.25, argmax equal wherever the
+// reference's top-1 to top-2 margin exceeds 0.3.
+TEST_P(Oracle, FastPathsMeetTheirBarOnEveryIsa) {
+  OracleCase c = load_case(GetParam());
+  std::ifstream mf(c.dir + "/meta.json");
+  auto meta = nlohmann::json::parse(mf);
+  const auto margins = meta["top1_top2_margin"].get<std::vector<double>>();
+  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  auto ref = read_f32(c.dir + "/logits.f32");
+  const int V = c.n_vocab;
+  for (ComputeType ct : {ComputeType::bf16, ComputeType::int8}) {
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}) {
+      if (!isa_supported(isa)) {
+        std::printf("[oracle] skipping ISA %s: not supported by this CPU\n", isa_name(isa));
+        continue;
+      }
+      SCOPED_TRACE(std::string(compute_type_name(ct)) + " on " + isa_name(isa));
+      CpuBackendOptions bo;
+      bo.force_isa = true;
+      bo.isa = isa;
+      bo.compute = ct;
+      auto be = make_cpu_backend(bo);
+      ASSERT_TRUE(be.ok()) << be.message();
+      auto model = load_model(c.dir + "/model.bin", **be);
+      ASSERT_TRUE(model.ok()) << model.message();
+      LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
+      auto mel = lm.compute(audio->data(), audio->size());
+      Transcriber t(*model, **be);
+      t.encode_window(mel.data(), LogMel::total_frames(audio->size()));
+      auto logits = t.logits_for(c.tokens);
+      ASSERT_TRUE(logits.ok()) << logits.message();
+      auto d = max_abs_diff(*logits, ref);
+      EXPECT_LE(d.max_abs, 0.25) << d.str("logits");
+      double worst_corr = 1.0;
+      const auto am = test::row_argmax(*logits, V), rm = test::row_argmax(ref, V);
+      for (size_t r = 0; r < c.tokens.size(); ++r) {
+        double mx = 0, my = 0;
+        for (int j = 0; j < V; ++j) mx += (*logits)[r * V + j], my += ref[r * V + j];
+        mx /= V, my /= V;
+        double sxy = 0, sxx = 0, syy = 0;
+        for (int j = 0; j < V; ++j) {
+          const double a = (*logits)[r * V + j] - mx, b = ref[r * V + j] - my;
+          sxy += a * b, sxx += a * a, syy += b * b;
+        }
+        const double corr = sxy / std::sqrt(sxx * syy);
+        worst_corr = std::min(worst_corr, corr);
+        EXPECT_GE(corr, 0.9999) << "row " << r;
+        if (margins[r] > 0.3) EXPECT_EQ(am[r], rm[r]) << "argmax of row " << r << " (margin " << margins[r] << ")";
+      }
+      std::printf("[oracle %s] %s on %s: logits %s, worst row correlation %.7f\n", GetParam().c_str(),
+                  compute_type_name(ct), isa_name(isa), d.str().c_str(), worst_corr);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Micro, Oracle, ::testing::Values("micro", "micro.en"),
                          [](const auto& info) { return info.param == "micro" ? "micro" : "micro_en"; });
 

@@ -7,6 +7,7 @@
 // (backend/op_checks.h) before a device implementation runs.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -33,7 +34,12 @@ class Backend {
   virtual int n_threads() const = 0;
   virtual ComputeType compute_type() const = 0;
 
-  virtual std::unique_ptr<PackedMatrix> pack(const float* w, int n_out, int n_in) const = 0;
+  // Packs for the backend's compute type, or for `as` when given (the model
+  // keeps precision-sensitive layers at a wider type).
+  virtual std::unique_ptr<PackedMatrix> pack(const float* w, int n_out, int n_in) const {
+    return pack_as(w, n_out, n_in, compute_type());
+  }
+  virtual std::unique_ptr<PackedMatrix> pack_as(const float* w, int n_out, int n_in, ComputeType as) const = 0;
 
   // y[m][n] (+)= act(sum_k x[m][k] * W[n][k] + bias[n]).  With accumulate,
   // the result is added to y (a fused residual add). bias may be null.
@@ -50,6 +56,11 @@ class Backend {
   // q_pos0 + i and sees keys 0..q_pos0 + i. out [n_q][ld_out].
   virtual void attention(const float* q, int n_q, int ld_q, const float* k, const float* v, int n_kv, int ld_kv,
                          int n_head, int d_head, bool causal, int q_pos0, float* out, int ld_out) = 0;
+
+  // The same with K and V in bf16 (the decoder's caches at bf16/int8 compute).
+  virtual void attention_bf16kv(const float* q, int n_q, int ld_q, const uint16_t* k, const uint16_t* v, int n_kv,
+                                int ld_kv, int n_head, int d_head, bool causal, int q_pos0, float* out,
+                                int ld_out) = 0;
 };
 
 }  // namespace ama

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/half.h"
+
 namespace ama {
 
 namespace {
@@ -13,8 +15,13 @@ KvCache Decoder::new_cache() const {
   const HParams& hp = m_.hp;
   KvCache c;
   const size_t size = static_cast<size_t>(hp.n_text_layer) * hp.n_text_ctx * hp.n_text_state;
-  c.k.assign(size, 0.0f);
-  c.v.assign(size, 0.0f);
+  if (bf16_kv_) {
+    c.k16.assign(size, 0);
+    c.v16.assign(size, 0);
+  } else {
+    c.k.assign(size, 0.0f);
+    c.v.assign(size, 0.0f);
+  }
   return c;
 }
 
@@ -22,13 +29,23 @@ void Decoder::compute_cross(const float* encoder_out, CrossKv& cross) {
   const HParams& hp = m_.hp;
   const int n = hp.n_text_state, ctx = hp.n_audio_ctx;
   const size_t per_layer = static_cast<size_t>(ctx) * n;
-  cross.k.resize(per_layer * hp.n_text_layer);
-  cross.v.resize(per_layer * hp.n_text_layer);
+  cross.k.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
+  cross.v.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
+  if (bf16_kv_) {
+    cross.k16.resize(per_layer * hp.n_text_layer);
+    cross.v16.resize(per_layer * hp.n_text_layer);
+  }
   for (int l = 0; l < hp.n_text_layer; ++l) {
     const AttentionWeights& a = m_.decoder[l].cross;
-    be_.linear(encoder_out, ctx, n, *a.key.w, nullptr, Activation::none, false, cross.k.data() + l * per_layer, n);
-    be_.linear(encoder_out, ctx, n, *a.value.w, a.value.bias(), Activation::none, false,
-               cross.v.data() + l * per_layer, n);
+    float* k = cross.k.data() + (bf16_kv_ ? 0 : l * per_layer);
+    float* v = cross.v.data() + (bf16_kv_ ? 0 : l * per_layer);
+    be_.linear(encoder_out, ctx, n, *a.key.w, nullptr, Activation::none, false, k, n);
+    be_.linear(encoder_out, ctx, n, *a.value.w, a.value.bias(), Activation::none, false, v, n);
+    if (bf16_kv_)
+      for (size_t i = 0; i < per_layer; ++i) {
+        cross.k16[l * per_layer + i] = f32_to_bf16(k[i]);
+        cross.v16[l * per_layer + i] = f32_to_bf16(v[i]);
+      }
   }
 }
 
@@ -83,25 +100,42 @@ bool Decoder::run(KvCache* single, const std::vector<KvCache*>& caches, const Cr
     for (int i = 0; i < n_tok; ++i) {
       KvCache* c = cache_of(i);
       const size_t at = l * layer_cache + static_cast<size_t>(pos_of(i)) * n;
-      std::memcpy(c->k.data() + at, k_.data() + static_cast<size_t>(i) * n, n * sizeof(float));
-      std::memcpy(c->v.data() + at, v_.data() + static_cast<size_t>(i) * n, n * sizeof(float));
+      const float* kr = k_.data() + static_cast<size_t>(i) * n;
+      const float* vr = v_.data() + static_cast<size_t>(i) * n;
+      if (bf16_kv_) {
+        for (int c2 = 0; c2 < n; ++c2) {
+          c->k16[at + c2] = f32_to_bf16(kr[c2]);
+          c->v16[at + c2] = f32_to_bf16(vr[c2]);
+        }
+      } else {
+        std::memcpy(c->k.data() + at, kr, n * sizeof(float));
+        std::memcpy(c->v.data() + at, vr, n * sizeof(float));
+      }
     }
-    if (single) {
-      const int pos0 = single->n_past;
-      be_.attention(q_.data(), n_tok, n, single->k.data() + l * layer_cache, single->v.data() + l * layer_cache,
-                    pos0 + n_tok, n, n_head, d_head, true, pos0, att_.data(), n);
-    } else {
-      for (int i = 0; i < n_tok; ++i)
-        be_.attention(q_.data() + static_cast<size_t>(i) * n, 1, n, caches[i]->k.data() + l * layer_cache,
-                      caches[i]->v.data() + l * layer_cache, pos_of(i) + 1, n, n_head, d_head, true, pos_of(i),
-                      att_.data() + static_cast<size_t>(i) * n, n);
+    // Self-attention: one call for a single sequence's rows, else per row.
+    const int groups = single ? 1 : n_tok;
+    for (int g = 0; g < groups; ++g) {
+      KvCache* c = single ? single : caches[g];
+      const int rows = single ? n_tok : 1;
+      const int pos0 = single ? single->n_past : pos_of(g);
+      const size_t row = single ? 0 : static_cast<size_t>(g) * n;
+      if (bf16_kv_)
+        be_.attention_bf16kv(q_.data() + row, rows, n, c->k16.data() + l * layer_cache, c->v16.data() + l * layer_cache,
+                             pos0 + rows, n, n_head, d_head, true, pos0, att_.data() + row, n);
+      else
+        be_.attention(q_.data() + row, rows, n, c->k.data() + l * layer_cache, c->v.data() + l * layer_cache,
+                      pos0 + rows, n, n_head, d_head, true, pos0, att_.data() + row, n);
     }
     be_.linear(att_.data(), n_tok, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
 
     be_.layer_norm(x, n_tok, n, n, L.cross_ln.gamma.data(), L.cross_ln.beta.data(), kLnEps, h_.data());
     be_.linear(h_.data(), n_tok, n, *L.cross.query.w, L.cross.query.bias(), Activation::none, false, q_.data(), n);
-    be_.attention(q_.data(), n_tok, n, cross.k.data() + l * layer_cross, cross.v.data() + l * layer_cross,
-                  hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data(), n);
+    if (bf16_kv_)
+      be_.attention_bf16kv(q_.data(), n_tok, n, cross.k16.data() + l * layer_cross, cross.v16.data() + l * layer_cross,
+                           hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data(), n);
+    else
+      be_.attention(q_.data(), n_tok, n, cross.k.data() + l * layer_cross, cross.v.data() + l * layer_cross,
+                    hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data(), n);
     be_.linear(att_.data(), n_tok, n, *L.cross.out.w, L.cross.out.bias(), Activation::none, true, x, n);
 
     be_.layer_norm(x, n_tok, n, n, L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps, h_.data());

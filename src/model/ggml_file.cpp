@@ -138,10 +138,19 @@ Result<GgmlTensorRecord> GgmlReader::next_tensor() {
       return make_error(path_ + ": tensor '" + rec.name + "' has absurd dimension " + std::to_string(ne[d]));
     rec.shape.push_back(ne[d]);
     rec.n_elements *= static_cast<uint64_t>(ne[d]);
+    // n_elements <= 2^39 and ne[d] <= 2^24 before the product: it cannot wrap around.
+    if (rec.n_elements > (uint64_t{1} << 39))
+      return make_error(path_ + ": tensor '" + rec.name + "' has an absurd number of elements");
   }
   if (rec.type != 0 && rec.type != 1)
     return make_error(path_ + ": tensor '" + rec.name + "' has type " + ggml_type_name(rec.type) +
                       "; quantized tensors are not supported yet (use an f16 or f32 model)");
+  // Check that the data is there before the caller allocates n_elements floats.
+  const uint64_t elem_size = rec.type == 0 ? 4 : 2;
+  if (rec.n_elements > (size_ - offset_) / elem_size)
+    return make_error(path_ + ": truncated file: tensor '" + rec.name + "' needs " +
+                      std::to_string(rec.n_elements * elem_size) + " bytes at offset " + std::to_string(offset_) +
+                      ", but the file has " + std::to_string(size_) + " bytes");
   return rec;
 }
 

@@ -63,6 +63,10 @@ struct WhisperModel {
   NormWeights ln;
 };
 
+// The compute type a weight matrix is packed in, given the one requested:
+// int8 applies where it meets the accuracy bar, bf16 elsewhere.
+ComputeType layer_compute_type(const std::string& tensor_name, ComputeType requested);
+
 // Loads and validates a whisper.cpp ggml model; weights are packed by backend.
 Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, const Backend& backend);
 

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/attention.h"
 #include "backend/op_checks.h"
+#include "core/half.h"
 
 namespace ama {
 
@@ -24,6 +26,26 @@ class F32Panels final : public PackedMatrix {
   std::vector<float> data;  // cpu::pack_f32_panels layout
 };
 
+class Bf16Panels final : public PackedMatrix {
+ public:
+  std::vector<uint16_t> data;  // cpu::pack_bf16_panels layout
+};
+
+class I8Panels final : public PackedMatrix {
+ public:
+  std::vector<int8_t> data;  // cpu::pack_i8_panels layout
+  std::vector<float> scale;
+  std::vector<int32_t> col_sum;
+};
+
+// Per-thread scratch for converted activations, reused across calls.
+template <typename T>
+T* scratch(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // Work split for a GEMM: blocks of rows by blocks of columns. Block sizes are
 // fixed numbers, independent of the thread count, so results never depend on it.
 constexpr int kRowBlock = 96;    // multiple of every row tile (4, 6)
@@ -41,23 +63,142 @@ class CpuBackend final : public Backend {
   int n_threads() const override { return pool_.size(); }
   ComputeType compute_type() const override { return compute_; }
 
-  std::unique_ptr<PackedMatrix> pack(const float* w, int n_out, int n_in) const override {
-    auto p = std::make_unique<F32Panels>();
-    p->n_out = n_out;
-    p->n_in = n_in;
-    p->data.resize(cpu::panel_count(n_out) * n_in * cpu::kPanelWidth);
-    cpu::pack_f32_panels(w, n_out, n_in, p->data.data());
-    return p;
+  std::unique_ptr<PackedMatrix> pack_as(const float* w, int n_out, int n_in, ComputeType as) const override {
+    std::unique_ptr<PackedMatrix> result;
+    const size_t np = cpu::panel_count(n_out);
+    switch (as) {
+      case ComputeType::f32: {
+        auto p = std::make_unique<F32Panels>();
+        p->data.resize(np * n_in * cpu::kPanelWidth);
+        cpu::pack_f32_panels(w, n_out, n_in, p->data.data());
+        result = std::move(p);
+        break;
+      }
+      case ComputeType::bf16: {
+        auto p = std::make_unique<Bf16Panels>();
+        p->data.resize(np * cpu::bf16_k_pairs(n_in) * 2 * cpu::kPanelWidth);
+        cpu::pack_bf16_panels(w, n_out, n_in, p->data.data());
+        result = std::move(p);
+        break;
+      }
+      case ComputeType::int8: {
+        auto p = std::make_unique<I8Panels>();
+        p->data.resize(np * cpu::i8_k_quads(n_in) * 4 * cpu::kPanelWidth);
+        p->scale.resize(n_out);
+        p->col_sum.resize(n_out);
+        cpu::pack_i8_panels(w, n_out, n_in, p->data.data(), p->scale.data(), p->col_sum.data());
+        result = std::move(p);
+        break;
+      }
+    }
+    result->n_out = n_out;
+    result->n_in = n_in;
+    return result;
   }
 
   void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
               bool accumulate, float* y, int ldy) override {
     check_linear(x, m, ldx, w.n_in, w.n_out, y, ldy);
-    const auto& pw = static_cast<const F32Panels&>(w);
-    const int n = w.n_out, k = w.n_in;
+    const int k = w.n_in;
+    if (const auto* f = dynamic_cast<const F32Panels*>(&w)) {
+      const size_t stride = static_cast<size_t>(k) * cpu::kPanelWidth;
+      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+        k_.gemm_f32_tile(x + static_cast<size_t>(i) * ldx, ldx, rows, f->data.data() + (j / 16) * stride, stride,
+                         n_panels, k, acc);
+      });
+    } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {
+      // Activations to bf16 once per call (round to nearest even), K padded to even.
+      const int kp = cpu::bf16_k_pairs(k);
+      const size_t ldb = 2 * static_cast<size_t>(kp);
+      uint16_t* xb = scratch<uint16_t>(static_cast<size_t>(m) * ldb);
+      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r) {
+          for (int c = 0; c < k; ++c) xb[r * ldb + c] = f32_to_bf16(x[r * ldx + c]);
+          if (k & 1) xb[r * ldb + k] = 0;
+        }
+      });
+      const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
+      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+        k_.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels, kp, acc);
+      });
+    } else {
+      const auto& q = static_cast<const I8Panels&>(w);
+      // Activations: per-row affine u8, x ~ lo + s q with q in [0, 255] and
+      // s = (max - min) / 255. vpdpbusd takes unsigned activations, so no
+      // offset is needed, and one-sided rows (after GELU: [-0.17, max]) get
+      // twice the resolution of a symmetric scale. Then
+      // sum_k x_k w_k ~ sw (s sum_k q_k wq_k + lo sum_k wq_k).
+      const int kq = cpu::i8_k_quads(k);
+      const size_t ldq = 4 * static_cast<size_t>(kq);
+      uint8_t* xq = scratch<uint8_t>(static_cast<size_t>(m) * ldq);
+      float* sx = scratch<float>(2 * static_cast<size_t>(m));
+      float* lo_x = sx + m;
+      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r) {
+          const float* xr = x + r * ldx;
+          float lo = xr[0], hi = xr[0];
+          for (int c = 1; c < k; ++c) {
+            lo = std::min(lo, xr[c]);
+            hi = std::max(hi, xr[c]);
+          }
+          const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / s;
+          sx[r] = s;
+          lo_x[r] = lo;
+          for (int c = 0; c < k; ++c)
+            xq[r * ldq + c] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lrint((xr[c] - lo) * inv)), 0, 255));
+          for (size_t c = k; c < ldq; ++c) xq[r * ldq + c] = 0;
+        }
+      });
+      const size_t stride = static_cast<size_t>(kq) * 4 * cpu::kPanelWidth;
+      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+        int32_t iacc[cpu::kGemmMaxRows * 32];
+        k_.gemm_i8_tile(xq + i * ldq, ldq, rows, q.data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
+        const int cols = std::min(16 * n_panels, w.n_out - j);
+        for (int r = 0; r < rows; ++r)
+          for (int c = 0; c < cols; ++c)
+            acc[r * 32 + c] = q.scale[j + c] * (sx[i + r] * static_cast<float>(iacc[r * 32 + c]) +
+                                                lo_x[i + r] * static_cast<float>(q.col_sum[j + c]));
+      });
+    }
+  }
+
+  void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
+                  float* y) override {
+    check_layer_norm(x, m, n, ld, gamma, beta, y);
+    pool_.parallel_for(m, 16, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) k_.layer_norm(x + i * ld, n, gamma, beta, eps, y + i * ld);
+    });
+  }
+
+  void attention(const float* q, int n_q, int ld_q, const float* k, const float* v, int n_kv, int ld_kv, int n_head,
+                 int d_head, bool causal, int q_pos0, float* out, int ld_out) override {
+    check_attention(n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, ld_out);
+    const cpu::AttentionArgs args{q, n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, out, ld_out};
+    // Many queries over many keys (the encoder): flash. Decoder steps and
+    // prompts: one query row at a time.
+    if (!causal && n_q >= 32)
+      cpu::attention_flash_f32(k_, pool_, args, k, v);
+    else
+      cpu::attention_rows(k_, pool_, args, k, v);
+  }
+
+  void attention_bf16kv(const float* q, int n_q, int ld_q, const uint16_t* k, const uint16_t* v, int n_kv, int ld_kv,
+                        int n_head, int d_head, bool causal, int q_pos0, float* out, int ld_out) override {
+    check_attention(n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, ld_out);
+    const cpu::AttentionArgs args{q, n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, out, ld_out};
+    cpu::attention_rows(k_, pool_, args, k, v);
+  }
+
+ private:
+  // Splits y = x W^T into (row block, column block) tasks, calls tile(i,
+  // rows, j, n_panels, acc) for each register tile, and applies the fused
+  // epilogue (bias, GELU, residual add) while the tile is in cache.
+  template <typename Tile>
+  void gemm_driver(int m, const PackedMatrix& w, const float* bias, Activation act, bool accumulate, float* y,
+                   int ldy, const Tile& tile) {
+    const int n = w.n_out;
     const size_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
     const size_t col_blocks = (n + kColBlock - 1) / kColBlock;
-    const size_t panel_stride = static_cast<size_t>(k) * cpu::kPanelWidth;
     // Column blocks outermost: with one row (decoding), threads split the weights.
     pool_.parallel_for(row_blocks * col_blocks, 1, [&](size_t begin, size_t end) {
       alignas(64) float acc[cpu::kGemmMaxRows * 32];
@@ -68,10 +209,9 @@ class CpuBackend final : public Backend {
         for (int j = n0; j < n1; j += 32) {
           const int cols = std::min(32, n1 - j);
           const int n_panels = cols > 16 ? 2 : 1;
-          const float* panels = pw.data.data() + (j / cpu::kPanelWidth) * panel_stride;
           for (int i = m0; i < m1; i += k_.gemm_rows) {
             const int rows = std::min(k_.gemm_rows, m1 - i);
-            k_.gemm_f32_tile(x + static_cast<size_t>(i) * ldx, ldx, rows, panels, panel_stride, n_panels, k, acc);
+            tile(i, rows, j, n_panels, acc);
             for (int r = 0; r < rows; ++r) {
               float* yr = y + static_cast<size_t>(i + r) * ldy + j;
               float* a = acc + r * 32;
@@ -89,42 +229,6 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
-                  float* y) override {
-    check_layer_norm(x, m, n, ld, gamma, beta, y);
-    pool_.parallel_for(m, 16, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) k_.layer_norm(x + i * ld, n, gamma, beta, eps, y + i * ld);
-    });
-  }
-
-  void attention(const float* q, int n_q, int ld_q, const float* k, const float* v, int n_kv, int ld_kv, int n_head,
-                 int d_head, bool causal, int q_pos0, float* out, int ld_out) override {
-    check_attention(n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, ld_out);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
-    // Tasks are (head, block of 16 queries); each query row is computed
-    // entirely by one task: scores, softmax, weighted sum of values.
-    constexpr int kQBlock = 16;
-    const size_t q_blocks = (n_q + kQBlock - 1) / kQBlock;
-    pool_.parallel_for(n_head * q_blocks, 1, [&](size_t b, size_t e) {
-      std::vector<float> scores(n_kv);
-      for (size_t t = b; t < e; ++t) {
-        const int h = static_cast<int>(t / q_blocks);
-        const int i0 = static_cast<int>(t % q_blocks) * kQBlock, i1 = std::min(n_q, i0 + kQBlock);
-        for (int i = i0; i < i1; ++i) {
-          const float* qi = q + static_cast<size_t>(i) * ld_q + h * d_head;
-          const int visible = causal ? q_pos0 + i + 1 : n_kv;
-          for (int j = 0; j < visible; ++j)
-            scores[j] = k_.dot(qi, k + static_cast<size_t>(j) * ld_kv + h * d_head, d_head) * scale;
-          k_.softmax(scores.data(), visible);
-          float* o = out + static_cast<size_t>(i) * ld_out + h * d_head;
-          std::fill(o, o + d_head, 0.0f);
-          for (int j = 0; j < visible; ++j) k_.axpy(scores[j], v + static_cast<size_t>(j) * ld_kv + h * d_head, o, d_head);
-        }
-      }
-    });
-  }
-
- private:
   const cpu::KernelTable& k_;
   ThreadPool pool_;
   ComputeType compute_;
@@ -135,9 +239,6 @@ class CpuBackend final : public Backend {
 Result<std::unique_ptr<Backend>> make_cpu_backend(const CpuBackendOptions& options) {
   Isa isa = options.force_isa ? options.isa : selected_isa().isa;
   if (!isa_supported(isa)) return make_error(std::string("ISA ") + isa_name(isa) + " is not supported by this CPU");
-  if (options.compute != ComputeType::f32)
-    return make_error(std::string("--compute ") + compute_type_name(options.compute) +
-                      " is not available yet; use --compute f32");
   int threads = options.n_threads > 0 ? options.n_threads : ThreadPool::hardware_threads();
   if (threads > 256) return make_error("thread count " + std::to_string(threads) + " is absurd (max 256)");
   return std::unique_ptr<Backend>(new CpuBackend(cpu::kernel_table(isa), threads, options.compute));

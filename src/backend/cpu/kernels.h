@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "backend/cpu/cpu_features.h"
 
@@ -19,6 +20,18 @@ inline constexpr int kGemmMaxRows = 6;  // largest row tile of any variant
 inline size_t panel_count(int n_out) { return static_cast<size_t>((n_out + kPanelWidth - 1) / kPanelWidth); }
 void pack_f32_panels(const float* w, int n_out, int n_in, float* dst);
 
+// bf16 weights: K in pairs, the layout of AVX-512 BF16's vdpbf16ps:
+// panels[p][k / 2][j][k % 2] = bf16(W[16 p + j][k]), K padded to even with 0.
+inline int bf16_k_pairs(int n_in) { return (n_in + 1) / 2; }
+void pack_bf16_panels(const float* w, int n_out, int n_in, uint16_t* dst);
+
+// int8 weights, one scale per output channel (max |w| / 127), K in groups of
+// four, the layout of AVX-512 VNNI's vpdpbusd:
+// panels[p][k / 4][j][k % 4] = round(W[16 p + j][k] / scale[n]), K padded with 0.
+// col_sum[n] = sum_k q[n][k], for the zero point of the u8 activations.
+inline int i8_k_quads(int n_in) { return (n_in + 3) / 4; }
+void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* scale, int32_t* col_sum);
+
 struct KernelTable {
   Isa isa;
   const char* gemm_f32_name;
@@ -30,12 +43,27 @@ struct KernelTable {
   void (*gemm_f32_tile)(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride, int n_panels,
                         int k, float* acc);
 
+  // bf16 x bf16 -> f32: x rows in bf16 with ldx >= 2 * k_pairs elements;
+  // panel_stride in uint16 elements. Same tile contract as gemm_f32_tile.
+  const char* gemm_bf16_name;
+  void (*gemm_bf16_tile)(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
+                         int n_panels, int k_pairs, float* acc);
+  // u8 x s8 -> s32: x rows as u8 with ldx >= 4 * k_quads bytes.
+  // Integer arithmetic, so every ISA gives identical results.
+  const char* gemm_i8_name;
+  void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
+                       int n_panels, int k_quads, int32_t* acc);
+
   const char* vector_name;  // the row ops below
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);                 // y += a x
   void (*layer_norm)(const float* x, int n, const float* gamma, const float* beta, float eps, float* y);
   void (*gelu)(float* x, int n);                                           // exact, erf-based
   float (*softmax)(float* x, int n);                                       // in place; returns the max
+  float (*exp_sum)(float* x, int n, float sub);                            // x = exp(x - sub); returns sum
+  // Attention over bf16 K/V caches: q . bf16(k), and y += a bf16(x).
+  float (*dot_bf16)(const float* q, const uint16_t* k, int n);
+  void (*axpy_bf16)(float a, const uint16_t* x, float* y, int n);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

@@ -42,12 +42,19 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_f32_f32_4x16__avx2",
                                 4,
                                 avx2_ns::gemm_f32_tile,
+                                "gemm_bf16_f32_1x16__avx2",
+                                avx2_ns::gemm_bf16_tile_generic,
+                                "gemm_u8s8_s32_1x16__avx2",
+                                avx2_ns::gemm_i8_tile_generic,
                                 "rowops_f32__avx2",
                                 avx2_ns::dot_generic,
                                 avx2_ns::axpy_generic,
                                 avx2_ns::layer_norm_generic,
                                 avx2_ns::gelu_generic,
-                                avx2_ns::softmax_generic};
+                                avx2_ns::softmax_generic,
+                                avx2_ns::exp_sum_generic,
+                                avx2_ns::dot_bf16_generic,
+                                avx2_ns::axpy_bf16_generic};
   return t;
 }
 

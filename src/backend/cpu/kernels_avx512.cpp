@@ -44,19 +44,105 @@ static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* pan
     if (n_panels > 1) _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);
   }
 }
+
+// gemm_bf16_f32_6x32__avx512bf16: the f32 tile's structure with K in pairs;
+// one vdpbf16ps does two multiply-adds per lane. R (rows) is a template
+// parameter so that the accumulators stay in registers for every row count.
+template <int R>
+__attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w0p,
+                                                            const uint16_t* w1p, bool two, int k_pairs, float* acc) {
+  __m512 c[R][2];
+  for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
+  for (int kp = 0; kp < k_pairs; ++kp) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w0p + kp * 32);
+    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w1p + kp * 32);
+    for (int r = 0; r < R; ++r) {
+      uint32_t pair;
+      __builtin_memcpy(&pair, x + r * ldx + 2 * kp, 4);
+      const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+      c[r][0] = _mm512_dpbf16_ps(c[r][0], xv, w0);
+      c[r][1] = _mm512_dpbf16_ps(c[r][1], xv, w1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(acc + r * 32, c[r][0]);
+    if (two) _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);
+  }
+}
+
+static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
+                           int n_panels, int k_pairs, float* acc) {
+  const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
+  const bool two = n_panels > 1;
+  switch (rows) {
+    case 1: return bf16_rows<1>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 2: return bf16_rows<2>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 3: return bf16_rows<3>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 4: return bf16_rows<4>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 5: return bf16_rows<5>(x, ldx, panels, w1, two, k_pairs, acc);
+    default: return bf16_rows<6>(x, ldx, panels, w1, two, k_pairs, acc);
+  }
+}
+
+// gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
+template <int R>
+__attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
+                                                          const int8_t* w1p, bool two, int k_quads, int32_t* acc) {
+  __m512i c[R][2];
+  for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
+  for (int kq = 0; kq < k_quads; ++kq) {
+    const __m512i w0 = _mm512_loadu_si512(w0p + kq * 64);
+    const __m512i w1 = _mm512_loadu_si512(w1p + kq * 64);
+    for (int r = 0; r < R; ++r) {
+      uint32_t quad;
+      __builtin_memcpy(&quad, x + r * ldx + 4 * kq, 4);
+      const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
+      c[r][0] = _mm512_dpbusd_epi32(c[r][0], xv, w0);
+      c[r][1] = _mm512_dpbusd_epi32(c[r][1], xv, w1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_si512(acc + r * 32, c[r][0]);
+    if (two) _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
+  }
+}
+
+static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
+                         int n_panels, int k_quads, int32_t* acc) {
+  const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
+  const bool two = n_panels > 1;
+  switch (rows) {
+    case 1: return i8_rows<1>(x, ldx, panels, w1, two, k_quads, acc);
+    case 2: return i8_rows<2>(x, ldx, panels, w1, two, k_quads, acc);
+    case 3: return i8_rows<3>(x, ldx, panels, w1, two, k_quads, acc);
+    case 4: return i8_rows<4>(x, ldx, panels, w1, two, k_quads, acc);
+    case 5: return i8_rows<5>(x, ldx, panels, w1, two, k_quads, acc);
+    default: return i8_rows<6>(x, ldx, panels, w1, two, k_quads, acc);
+  }
+}
 }  // namespace avx512_ns
 
 const KernelTable& kernel_table_avx512() {
-  static const KernelTable t = {Isa::avx512,
-                                "gemm_f32_f32_6x32__avx512",
-                                6,
-                                avx512_ns::gemm_f32_tile,
-                                "rowops_f32__avx512",
-                                avx512_ns::dot_generic,
-                                avx512_ns::axpy_generic,
-                                avx512_ns::layer_norm_generic,
-                                avx512_ns::gelu_generic,
-                                avx512_ns::softmax_generic};
+  // BF16 and VNNI are separate cpuid bits; without them the portable
+  // quantized tiles (compiled for AVX-512F here) run instead.
+  static const KernelTable t = {
+      Isa::avx512,
+      "gemm_f32_f32_6x32__avx512",
+      6,
+      avx512_ns::gemm_f32_tile,
+      cpu_features().avx512_bf16 ? "gemm_bf16_f32_6x32__avx512bf16" : "gemm_bf16_f32_1x16__avx512",
+      cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile : avx512_ns::gemm_bf16_tile_generic,
+      cpu_features().avx512_vnni ? "gemm_u8s8_s32_6x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
+      cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile : avx512_ns::gemm_i8_tile_generic,
+      "rowops_f32__avx512",
+      avx512_ns::dot_generic,
+      avx512_ns::axpy_generic,
+      avx512_ns::layer_norm_generic,
+      avx512_ns::gelu_generic,
+      avx512_ns::softmax_generic,
+                                avx512_ns::exp_sum_generic,
+                                avx512_ns::dot_bf16_generic,
+                                avx512_ns::axpy_bf16_generic};
   return t;
 }
 

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include "core/half.h"
 #include <cmath>
 #include <vector>
 
@@ -68,4 +70,48 @@ void softmax(float* x, int n) {
 }
 
 }  // namespace ref
+}  // namespace ama::cpu
+
+namespace ama::cpu {
+
+void pack_bf16_panels(const float* w, int n_out, int n_in, uint16_t* dst) {
+  const size_t np = panel_count(n_out);
+  const int kp = bf16_k_pairs(n_in);
+  for (size_t p = 0; p < np; ++p)
+    for (int k2 = 0; k2 < kp; ++k2)
+      for (int j = 0; j < kPanelWidth; ++j)
+        for (int t = 0; t < 2; ++t) {
+          const size_t n = p * kPanelWidth + j;
+          const int k = 2 * k2 + t;
+          const float v = n < static_cast<size_t>(n_out) && k < n_in ? w[n * n_in + k] : 0.0f;
+          dst[((p * kp + k2) * kPanelWidth + j) * 2 + t] = f32_to_bf16(v);
+        }
+}
+
+void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* scale, int32_t* col_sum) {
+  const size_t np = panel_count(n_out);
+  const int kq = i8_k_quads(n_in);
+  for (int n = 0; n < n_out; ++n) {
+    float mx = 0;
+    for (int k = 0; k < n_in; ++k) mx = std::max(mx, std::fabs(w[static_cast<size_t>(n) * n_in + k]));
+    scale[n] = mx > 0 ? mx / 127.0f : 1.0f;
+  }
+  for (size_t p = 0; p < np; ++p)
+    for (int j = 0; j < kPanelWidth; ++j) {
+      const size_t n = p * kPanelWidth + j;
+      int32_t sum = 0;
+      for (int k4 = 0; k4 < kq; ++k4)
+        for (int t = 0; t < 4; ++t) {
+          const int k = 4 * k4 + t;
+          int q = 0;
+          if (n < static_cast<size_t>(n_out) && k < n_in)
+            q = static_cast<int>(std::lrint(w[n * n_in + k] / scale[n]));
+          q = std::clamp(q, -127, 127);
+          dst[((p * kq + k4) * kPanelWidth + j) * 4 + t] = static_cast<int8_t>(q);
+          sum += q;
+        }
+      if (n < static_cast<size_t>(n_out)) col_sum[n] = sum;
+    }
+}
+
 }  // namespace ama::cpu

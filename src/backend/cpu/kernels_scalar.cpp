@@ -29,12 +29,19 @@ const KernelTable& kernel_table_scalar() {
                                 "gemm_f32_f32_4x32__scalar",
                                 4,
                                 scalar_ns::gemm_f32_tile,
+                                "gemm_bf16_f32_1x16__scalar",
+                                scalar_ns::gemm_bf16_tile_generic,
+                                "gemm_u8s8_s32_1x16__scalar",
+                                scalar_ns::gemm_i8_tile_generic,
                                 "rowops_f32__scalar",
                                 scalar_ns::dot_generic,
                                 scalar_ns::axpy_generic,
                                 scalar_ns::layer_norm_generic,
                                 scalar_ns::gelu_generic,
-                                scalar_ns::softmax_generic};
+                                scalar_ns::softmax_generic,
+                                scalar_ns::exp_sum_generic,
+                                scalar_ns::dot_bf16_generic,
+                                scalar_ns::axpy_bf16_generic};
   return t;
 }
 

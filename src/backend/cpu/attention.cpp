@@ -1,0 +1,153 @@
+#include "backend/cpu/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace ama::cpu {
+
+namespace {
+constexpr int kKeyBlock = 128;  // 8 panels: the score tile [6][128] stays in L1
+}
+
+void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const float* keys,
+                         const float* values) {
+  const int d = a.d_head, n_kv = a.n_kv;
+  const int kv_panels = static_cast<int>(panel_count(n_kv));
+  const int n_kv_pad = kv_panels * kPanelWidth;
+  const int d_panels = static_cast<int>(panel_count(d));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const int mr = kt.gemm_rows;
+  const int q_tiles = (a.n_q + mr - 1) / mr;
+  // Per head: K^T as panels [n_kv / 16][d][16] (keys are the GEMM's output
+  // columns), V as panels [d / 16][n_kv_pad][16] (head dims are). Packing
+  // costs n_kv d per head against n_q n_kv d multiply-adds of attention.
+  std::vector<float> kp(static_cast<size_t>(a.n_head) * kv_panels * d * kPanelWidth);
+  std::vector<float> vp(static_cast<size_t>(a.n_head) * d_panels * n_kv_pad * kPanelWidth);
+  const size_t kp_head = static_cast<size_t>(kv_panels) * d * kPanelWidth;
+  const size_t vp_head = static_cast<size_t>(d_panels) * n_kv_pad * kPanelWidth;
+  pool.parallel_for(a.n_head, 1, [&](size_t h0, size_t h1) {
+    for (size_t h = h0; h < h1; ++h) {
+      float* kh = kp.data() + h * kp_head;
+      float* vh = vp.data() + h * vp_head;
+      for (int p = 0; p < kv_panels; ++p)
+        for (int j = 0; j < kPanelWidth; ++j) {
+          const int key = p * kPanelWidth + j;
+          for (int c = 0; c < d; ++c)
+            kh[(static_cast<size_t>(p) * d + c) * kPanelWidth + j] =
+                key < n_kv ? keys[static_cast<size_t>(key) * a.ld_kv + h * d + c] : 0.0f;
+        }
+      for (int p = 0; p < d_panels; ++p)
+        for (int key = 0; key < n_kv_pad; ++key)
+          for (int j = 0; j < kPanelWidth; ++j) {
+            const int c = p * kPanelWidth + j;
+            vh[(static_cast<size_t>(p) * n_kv_pad + key) * kPanelWidth + j] =
+                key < n_kv && c < d ? values[static_cast<size_t>(key) * a.ld_kv + h * d + c] : 0.0f;
+          }
+    }
+  });
+
+  // Tasks: (head, tile of mr query rows). Each row is computed by one task.
+  pool.parallel_for(static_cast<size_t>(a.n_head) * q_tiles, 1, [&](size_t t0, size_t t1) {
+    alignas(64) float s[kGemmMaxRows * kKeyBlock];
+    alignas(64) float acc[kGemmMaxRows * 32];
+    std::vector<float> o(static_cast<size_t>(kGemmMaxRows) * d);
+    float m[kGemmMaxRows], l[kGemmMaxRows];
+    for (size_t t = t0; t < t1; ++t) {
+      const int h = static_cast<int>(t / q_tiles);
+      const int i0 = static_cast<int>(t % q_tiles) * mr;
+      const int rows = std::min(mr, a.n_q - i0);
+      const float* qh = a.q + static_cast<size_t>(i0) * a.ld_q + h * d;
+      const float* kh = kp.data() + h * kp_head;
+      const float* vh = vp.data() + h * vp_head;
+      std::fill(o.begin(), o.end(), 0.0f);
+      for (int r = 0; r < rows; ++r) m[r] = -INFINITY, l[r] = 0.0f;
+      for (int kb = 0; kb < n_kv; kb += kKeyBlock) {
+        const int kn = std::min(kKeyBlock, n_kv - kb);
+        // Scores for keys kb..kb+kn, 32 at a time.
+        for (int c = 0; c < kn; c += 32) {
+          const int np = kn - c > 16 ? 2 : 1;
+          kt.gemm_f32_tile(qh, a.ld_q, rows, kh + static_cast<size_t>((kb + c) / kPanelWidth) * d * kPanelWidth,
+                           static_cast<size_t>(d) * kPanelWidth, np, d, acc);
+          const int cols = std::min(32, kn - c);
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j) s[r * kKeyBlock + c + j] = acc[r * 32 + j] * scale;
+        }
+        // Online softmax: rescale what was accumulated under the old max.
+        for (int r = 0; r < rows; ++r) {
+          float* sr = s + r * kKeyBlock;
+          float bmax = m[r];
+          for (int j = 0; j < kn; ++j) bmax = std::max(bmax, sr[j]);
+          const float alpha = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - bmax);
+          m[r] = bmax;
+          l[r] = l[r] * alpha + kt.exp_sum(sr, kn, bmax);
+          for (int j = kn; j < kKeyBlock; ++j) sr[j] = 0.0f;  // the tail must not add stale values
+          float* orow = o.data() + static_cast<size_t>(r) * d;
+          for (int c = 0; c < d; ++c) orow[c] *= alpha;
+        }
+        // o += P V for this key block, 32 head dims at a time. Keys are the
+        // GEMM's K dimension here; a partial last block reads zero-padded V.
+        const int kk = std::min(kKeyBlock, n_kv_pad - kb);
+        for (int c = 0; c < d; c += 32) {
+          const int np = d - c > 16 ? 2 : 1;
+          kt.gemm_f32_tile(s, kKeyBlock, rows,
+                           vh + (static_cast<size_t>(c / kPanelWidth) * n_kv_pad + kb) * kPanelWidth,
+                           static_cast<size_t>(n_kv_pad) * kPanelWidth, np, kk, acc);
+          const int cols = std::min(32, d - c);
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j) o[static_cast<size_t>(r) * d + c + j] += acc[r * 32 + j];
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        const float inv = 1.0f / l[r];
+        float* dst = a.out + static_cast<size_t>(i0 + r) * a.ld_out + h * d;
+        for (int c = 0; c < d; ++c) dst[c] = o[static_cast<size_t>(r) * d + c] * inv;
+      }
+    }
+  });
+}
+
+template <typename KV>
+void attention_rows(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
+                    const KV* values) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(a.d_head));
+  constexpr int kQBlock = 16;
+  const size_t q_blocks = (a.n_q + kQBlock - 1) / kQBlock;
+  // Tasks are (head, block of 16 queries); each query row is computed
+  // entirely by one task: scores, softmax, weighted sum of values.
+  pool.parallel_for(a.n_head * q_blocks, 1, [&](size_t b, size_t e) {
+    std::vector<float> scores(a.n_kv);
+    for (size_t t = b; t < e; ++t) {
+      const int h = static_cast<int>(t / q_blocks);
+      const int i0 = static_cast<int>(t % q_blocks) * kQBlock, i1 = std::min(a.n_q, i0 + kQBlock);
+      for (int i = i0; i < i1; ++i) {
+        const float* qi = a.q + static_cast<size_t>(i) * a.ld_q + h * a.d_head;
+        const int visible = a.causal ? a.q_pos0 + i + 1 : a.n_kv;
+        for (int j = 0; j < visible; ++j) {
+          const KV* kj = keys + static_cast<size_t>(j) * a.ld_kv + h * a.d_head;
+          if constexpr (std::is_same_v<KV, float>)
+            scores[j] = kt.dot(qi, kj, a.d_head) * scale;
+          else
+            scores[j] = kt.dot_bf16(qi, kj, a.d_head) * scale;
+        }
+        kt.softmax(scores.data(), visible);
+        float* o = a.out + static_cast<size_t>(i) * a.ld_out + h * a.d_head;
+        std::fill(o, o + a.d_head, 0.0f);
+        for (int j = 0; j < visible; ++j) {
+          const KV* vj = values + static_cast<size_t>(j) * a.ld_kv + h * a.d_head;
+          if constexpr (std::is_same_v<KV, float>)
+            kt.axpy(scores[j], vj, o, a.d_head);
+          else
+            kt.axpy_bf16(scores[j], vj, o, a.d_head);
+        }
+      }
+    }
+  });
+}
+
+template void attention_rows<float>(const KernelTable&, ThreadPool&, const AttentionArgs&, const float*, const float*);
+template void attention_rows<uint16_t>(const KernelTable&, ThreadPool&, const AttentionArgs&, const uint16_t*,
+                                       const uint16_t*);
+
+}  // namespace ama::cpu

@@ -1,0 +1,34 @@
+// CPU attention. Two algorithms behind the backend's attention op:
+//  - flash: queries in register tiles stream over key blocks with an online
+//    softmax, so the n_q x n_kv score matrix never exists (encoder: 1500 x
+//    1500 per head would be 9 MB); scores and the value sums run on the
+//    table's GEMM tiles.
+//  - rows: one query at a time (decoder steps, prompts), over f32 or bf16
+//    K/V caches.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/kernels.h"
+#include "core/thread_pool.h"
+
+namespace ama::cpu {
+
+struct AttentionArgs {
+  const float* q;
+  int n_q, ld_q;
+  int n_kv, ld_kv;
+  int n_head, d_head;
+  bool causal;
+  int q_pos0;
+  float* out;
+  int ld_out;
+};
+
+void attention_flash_f32(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const float* keys,
+                         const float* values);
+
+template <typename KV>  // float or uint16_t (bf16)
+void attention_rows(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const KV* keys, const KV* values);
+
+}  // namespace ama::cpu
