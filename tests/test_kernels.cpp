@@ -5,11 +5,13 @@
 // accumulated in order has error at most K u sum|x_i w_i|.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
+#include "core/half.h"
 #include "test_util.h"
 
 namespace ama {
@@ -110,6 +112,105 @@ TEST_P(Kernels, LinearMatchesReference) {
       EXPECT_TRUE(ok) << "worst element " << worst_i << " (row " << worst_i / s.n << ", col " << worst_i % s.n
                       << "): ours " << worst_ours << ", reference " << worst_ref << ", error/tolerance " << worst;
     }
+  }
+}
+
+// bf16 and int8 linear: the reference applies the same input rounding
+// (bf16 round-to-nearest-even; per-row affine u8 activations and
+// per-channel int8 weights) and then computes exactly in double, so the
+// tolerance covers only the kernel's own f32 accumulation.
+TEST_P(Kernels, QuantizedLinearMatchesReference) {
+  const GemmShape shapes[] = {{1500, 512, 2048}, {1, 512, 51865}, {5, 384, 1536}, {1, 1, 1},  {1, 7, 17},
+                              {7, 33, 31},       {13, 129, 95},   {6, 64, 16},    {97, 3, 48}, {5, 1001, 33}};
+  for (ComputeType ct : {ComputeType::bf16, ComputeType::int8}) {
+    CpuBackendOptions o;
+    o.force_isa = true;
+    o.isa = GetParam();
+    o.compute = ct;
+    auto be = std::move(make_cpu_backend(o).value());
+    for (const auto& s : shapes) {
+      SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                   " n=" + std::to_string(s.n));
+      auto x = random_vec(static_cast<size_t>(s.m) * s.k, 11 + s.k);
+      for (size_t i = 0; i < x.size(); i += 3) x[i] = std::fabs(x[i]);  // skewed rows, as after GELU
+      auto w = random_vec(static_cast<size_t>(s.n) * s.k, 12 + s.n, 1.0f / std::sqrt(static_cast<float>(s.k)));
+      auto bias = random_vec(s.n, 13);
+      std::vector<float> y(static_cast<size_t>(s.m) * s.n);
+      auto packed = be->pack(w.data(), s.n, s.k);
+      be->linear(x.data(), s.m, s.k, *packed, bias.data(), Activation::none, false, y.data(), s.n);
+
+      // Quantized copies of the inputs, in double.
+      std::vector<double> xq(x.size()), wq(w.size()), xs(s.m, 1.0), xlo(s.m, 0.0), ws(s.n, 1.0);
+      if (ct == ComputeType::bf16) {
+        for (size_t i = 0; i < x.size(); ++i) xq[i] = bf16_to_f32(f32_to_bf16(x[i]));
+        for (size_t i = 0; i < w.size(); ++i) wq[i] = bf16_to_f32(f32_to_bf16(w[i]));
+      } else {
+        for (int i = 0; i < s.m; ++i) {
+          const float* xr = x.data() + static_cast<size_t>(i) * s.k;
+          const float lo = *std::min_element(xr, xr + s.k), hi = *std::max_element(xr, xr + s.k);
+          const float sc = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / sc;
+          xs[i] = sc;
+          xlo[i] = lo;
+          for (int kk = 0; kk < s.k; ++kk)
+            xq[static_cast<size_t>(i) * s.k + kk] = std::clamp(static_cast<int>(std::lrint((xr[kk] - lo) * inv)), 0, 255);
+        }
+        for (int j = 0; j < s.n; ++j) {
+          const float* wr = w.data() + static_cast<size_t>(j) * s.k;
+          float mx = 0;
+          for (int kk = 0; kk < s.k; ++kk) mx = std::max(mx, std::fabs(wr[kk]));
+          const float sc = mx > 0 ? mx / 127.0f : 1.0f;
+          ws[j] = sc;
+          for (int kk = 0; kk < s.k; ++kk)
+            wq[static_cast<size_t>(j) * s.k + kk] = std::clamp(static_cast<int>(std::lrint(wr[kk] / sc)), -127, 127);
+        }
+      }
+      std::vector<int> rows;
+      for (int i = 0; i < s.m; ++i)
+        if (s.m <= 64 || i < 4 || i == s.m - 1 || i % 37 == 0) rows.push_back(i);
+      double worst = 0;
+      size_t worst_i = 0;
+      for (int i : rows)
+        for (int j = 0; j < s.n; ++j) {
+          double dot = 0, mag = 0, colsum = 0;
+          for (int kk = 0; kk < s.k; ++kk) {
+            const double p = xq[static_cast<size_t>(i) * s.k + kk] * wq[static_cast<size_t>(j) * s.k + kk];
+            dot += p;
+            mag += std::fabs(p);
+            colsum += wq[static_cast<size_t>(j) * s.k + kk];
+          }
+          double ref, tol;
+          if (ct == ComputeType::bf16) {
+            ref = dot + bias[j];
+            tol = (s.k + 2) * kU * (mag + std::fabs(bias[j]));
+          } else {
+            // Integer dot products are exact; the float epilogue rounds a few times.
+            const double a = xs[i] * dot, b = xlo[i] * colsum;
+            ref = ws[j] * (a + b) + bias[j];
+            tol = 6 * kU * (ws[j] * (std::fabs(a) + std::fabs(b)) + std::fabs(bias[j]));
+          }
+          const double err = std::fabs(y[static_cast<size_t>(i) * s.n + j] - ref);
+          if (err / (tol + 1e-30) > worst) worst = err / (tol + 1e-30), worst_i = static_cast<size_t>(i) * s.n + j;
+        }
+      EXPECT_LE(worst, 1.0) << "worst element " << worst_i << " (row " << worst_i / s.n << ", col " << worst_i % s.n
+                            << "): ours " << y[worst_i] << ", error/tolerance " << worst;
+    }
+  }
+}
+
+// Attention over bf16 K/V against f32 K/V holding the same (rounded) values.
+TEST_P(Kernels, Bf16KvAttentionMatchesF32) {
+  auto be = backend();
+  const int n_kv = 1500, n_head = 8, d = 64, w = n_head * d;
+  auto q = random_vec(static_cast<size_t>(5) * w, 21), kv = random_vec(static_cast<size_t>(n_kv) * w, 22);
+  std::vector<uint16_t> kv16(kv.size());
+  for (size_t i = 0; i < kv.size(); ++i) kv16[i] = f32_to_bf16(kv[i]), kv[i] = bf16_to_f32(kv16[i]);
+  std::vector<float> a(static_cast<size_t>(5) * w), b(a.size());
+  for (bool causal : {false, true}) {
+    const int pos0 = causal ? 100 : 0, nk = causal ? 105 : n_kv;
+    be->attention(q.data(), 5, w, kv.data(), kv.data(), nk, w, n_head, d, causal, pos0, a.data(), w);
+    be->attention_bf16kv(q.data(), 5, w, kv16.data(), kv16.data(), nk, w, n_head, d, causal, pos0, b.data(), w);
+    auto diff = test::max_abs_diff(b, a);
+    EXPECT_LE(diff.max_abs, 1e-6) << diff.str("bf16 kv attention");  // same values; only the load path differs
   }
 }
 
