@@ -12,6 +12,7 @@
 
 #include "audio/mel.h"
 #include "bench_command.h"
+#include "kernels_command.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_features.h"
@@ -144,6 +145,17 @@ int main(int argc, char** argv) {
 
   auto* info = app.add_subcommand("info", "print CPU features and the chosen ISA");
 
+  // kernels
+  auto* kn = app.add_subcommand("kernels", "the kernel harness: time and check each kernel at Whisper's shapes");
+  KernelsOptions ko;
+  kn->add_option("--kernel", ko.kernel, "only kernels whose name contains this");
+  kn->add_option("--shape", ko.shape, "MxKxN for GEMMs, ROWSxCOLS for row ops");
+  kn->add_option("--isa", ko.isa, "scalar|avx2|avx512|amx (default: every supported one)");
+  kn->add_option("--arch", ko.arch, "Whisper shapes: tiny|base|small|medium|large-v3|all");
+  kn->add_option("--iters", ko.iters, "timed iterations (after one warm-up)");
+  kn->add_option("-t,--threads", ko.threads, "threads (0: all cores)");
+  kn->add_flag("--json", ko.json, "print JSON");
+
   // bench
   auto* bn = app.add_subcommand("bench", "time the encoder and decoder (whisper.cpp's bench workload)");
   std::string bn_model, bn_compute = "f32";
@@ -169,6 +181,13 @@ int main(int argc, char** argv) {
 
   if (*info) {
     std::printf("%s", describe_cpu().c_str());
+    return 0;
+  }
+
+  if (*kn) {
+    auto report = run_kernel_harness(ko);
+    if (!report) return fail(report.message());
+    std::printf("%s", report->c_str());
     return 0;
   }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 #include <vector>
+#include <unistd.h>
 
 #ifndef AMA_SHARED_DIR
 #define AMA_SHARED_DIR "/work/shared"
@@ -73,7 +74,8 @@ struct CommandResult {
 
 inline CommandResult run_command(const std::string& cmd) {
   static int counter = 0;
-  const std::string errfile = ::testing::TempDir() + "/cmd_err_" + std::to_string(++counter) + ".txt";
+  const std::string errfile =
+      ::testing::TempDir() + "/cmd_err_" + std::to_string(getpid()) + "_" + std::to_string(++counter) + ".txt";
   CommandResult r;
   FILE* p = popen((cmd + " 2>" + errfile).c_str(), "r");
   if (!p) return r;

@@ -90,7 +90,7 @@ Result<GgmlHeader> GgmlReader::read_header() {
   auto n_bins = read_i32("mel filter bins");
   if (!n_bins) return n_bins.error();
   if (*n_mels != hp.n_mels)
-    return make_error(path_ + ": mel filterbank has " + std::to_string(*n_mels) + " bins but hparams say n_mels = " +
+    return make_error(path_ + ": mel filterbank has " + std::to_string(*n_mels) + " filters but hparams say n_mels = " +
                       std::to_string(hp.n_mels));
   if (*n_bins != kNFft / 2 + 1)
     return make_error(path_ + ": mel filterbank has " + std::to_string(*n_bins) + " frequency bins, expected " +

@@ -117,30 +117,21 @@ void attention_rows(const KernelTable& kt, ThreadPool& pool, const AttentionArgs
   // Tasks are (head, block of 16 queries); each query row is computed
   // entirely by one task: scores, softmax, weighted sum of values.
   pool.parallel_for(a.n_head * q_blocks, 1, [&](size_t b, size_t e) {
-    std::vector<float> scores(a.n_kv);
+    thread_local std::vector<float> scores;
+    if (scores.size() < static_cast<size_t>(a.n_kv)) scores.resize(a.n_kv);
     for (size_t t = b; t < e; ++t) {
       const int h = static_cast<int>(t / q_blocks);
       const int i0 = static_cast<int>(t % q_blocks) * kQBlock, i1 = std::min(a.n_q, i0 + kQBlock);
       for (int i = i0; i < i1; ++i) {
         const float* qi = a.q + static_cast<size_t>(i) * a.ld_q + h * a.d_head;
         const int visible = a.causal ? a.q_pos0 + i + 1 : a.n_kv;
-        for (int j = 0; j < visible; ++j) {
-          const KV* kj = keys + static_cast<size_t>(j) * a.ld_kv + h * a.d_head;
-          if constexpr (std::is_same_v<KV, float>)
-            scores[j] = kt.dot(qi, kj, a.d_head) * scale;
-          else
-            scores[j] = kt.dot_bf16(qi, kj, a.d_head) * scale;
-        }
-        kt.softmax(scores.data(), visible);
         float* o = a.out + static_cast<size_t>(i) * a.ld_out + h * a.d_head;
-        std::fill(o, o + a.d_head, 0.0f);
-        for (int j = 0; j < visible; ++j) {
-          const KV* vj = values + static_cast<size_t>(j) * a.ld_kv + h * a.d_head;
-          if constexpr (std::is_same_v<KV, float>)
-            kt.axpy(scores[j], vj, o, a.d_head);
-          else
-            kt.axpy_bf16(scores[j], vj, o, a.d_head);
-        }
+        if constexpr (std::is_same_v<KV, float>)
+          kt.attend_row_f32(qi, keys + h * a.d_head, values + h * a.d_head, visible, a.ld_kv, a.d_head, scale,
+                            scores.data(), o);
+        else
+          kt.attend_row_bf16(qi, keys + h * a.d_head, values + h * a.d_head, visible, a.ld_kv, a.d_head, scale,
+                             scores.data(), o);
       }
     }
   });

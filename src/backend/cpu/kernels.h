@@ -64,6 +64,14 @@ struct KernelTable {
   // Attention over bf16 K/V caches: q . bf16(k), and y += a bf16(x).
   float (*dot_bf16)(const float* q, const uint16_t* k, int n);
   void (*axpy_bf16)(float a, const uint16_t* x, float* y, int n);
+  // One query row of one head over n keys (decoder steps): scores into
+  // scratch[n], softmax, out[d] = sum_j p_j v_j. Keys and values are rows of
+  // stride ld starting at the head's slice.
+  const char* attend_name;
+  void (*attend_row_f32)(const float* q, const float* k, const float* v, int n, int ld, int d, float scale,
+                         float* scratch, float* out);
+  void (*attend_row_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int d, float scale,
+                          float* scratch, float* out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

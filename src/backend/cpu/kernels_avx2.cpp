@@ -54,7 +54,10 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::softmax_generic,
                                 avx2_ns::exp_sum_generic,
                                 avx2_ns::dot_bf16_generic,
-                                avx2_ns::axpy_bf16_generic};
+                                avx2_ns::axpy_bf16_generic,
+                                "attend_row_f32__avx2",
+                                avx2_ns::attend_row_f32_generic,
+                                avx2_ns::attend_row_bf16_generic};
   return t;
 }
 

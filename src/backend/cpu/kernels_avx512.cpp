@@ -120,6 +120,62 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
     default: return i8_rows<6>(x, ldx, panels, w1, two, k_quads, acc);
   }
 }
+
+// attend_row_f32_d64__avx512: one query over n keys with the query and the
+// output held in registers (d <= 128, a multiple of 16; other d fall back).
+// Per key: d/16 loads + FMAs and one horizontal sum for the score, d/16
+// loads + FMAs for the value sum.
+static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+template <typename KV, int D16>
+static void attend_fixed(const float* q, const KV* k, const KV* v, int n, int ld, float scale, float* scratch,
+                         float* out) {
+  __m512 qv[D16];
+  for (int c = 0; c < D16; ++c) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_set1_ps(scale));
+  float mx = -INFINITY;
+  for (int j = 0; j < n; ++j) {
+    const KV* kj = k + static_cast<size_t>(j) * ld;
+    __m512 acc = _mm512_mul_ps(qv[0], load16(kj));
+    for (int c = 1; c < D16; ++c) acc = _mm512_fmadd_ps(qv[c], load16(kj + 16 * c), acc);
+    const float s = _mm512_reduce_add_ps(acc);
+    scratch[j] = s;
+    mx = s > mx ? s : mx;
+  }
+  const float inv = 1.0f / exp_sum_generic(scratch, n, mx);
+  __m512 o[D16];
+  for (int c = 0; c < D16; ++c) o[c] = _mm512_setzero_ps();
+  for (int j = 0; j < n; ++j) {
+    const KV* vj = v + static_cast<size_t>(j) * ld;
+    const __m512 p = _mm512_set1_ps(scratch[j]);
+    for (int c = 0; c < D16; ++c) o[c] = _mm512_fmadd_ps(p, load16(vj + 16 * c), o[c]);
+  }
+  for (int c = 0; c < D16; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+}
+
+template <typename KV>
+static void attend_row(const float* q, const KV* k, const KV* v, int n, int ld, int d, float scale, float* scratch,
+                       float* out) {
+  switch (d) {
+    case 64: return attend_fixed<KV, 4>(q, k, v, n, ld, scale, scratch, out);
+    case 128: return attend_fixed<KV, 8>(q, k, v, n, ld, scale, scratch, out);
+    case 32: return attend_fixed<KV, 2>(q, k, v, n, ld, scale, scratch, out);
+    case 16: return attend_fixed<KV, 1>(q, k, v, n, ld, scale, scratch, out);
+    case 80: return attend_fixed<KV, 5>(q, k, v, n, ld, scale, scratch, out);
+    case 96: return attend_fixed<KV, 6>(q, k, v, n, ld, scale, scratch, out);
+    default: return attend_row_generic<KV>(q, k, v, n, ld, d, scale, scratch, out);
+  }
+}
+static void attend_row_f32(const float* q, const float* k, const float* v, int n, int ld, int d, float scale,
+                           float* scratch, float* out) {
+  attend_row<float>(q, k, v, n, ld, d, scale, scratch, out);
+}
+static void attend_row_bf16(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int d, float scale,
+                            float* scratch, float* out) {
+  attend_row<uint16_t>(q, k, v, n, ld, d, scale, scratch, out);
+}
 }  // namespace avx512_ns
 
 const KernelTable& kernel_table_avx512() {
@@ -142,7 +198,10 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::softmax_generic,
                                 avx512_ns::exp_sum_generic,
                                 avx512_ns::dot_bf16_generic,
-                                avx512_ns::axpy_bf16_generic};
+                                avx512_ns::axpy_bf16_generic,
+      "attend_row_f32_d64__avx512",
+      avx512_ns::attend_row_f32,
+      avx512_ns::attend_row_bf16};
   return t;
 }
 

@@ -41,7 +41,10 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::softmax_generic,
                                 scalar_ns::exp_sum_generic,
                                 scalar_ns::dot_bf16_generic,
-                                scalar_ns::axpy_bf16_generic};
+                                scalar_ns::axpy_bf16_generic,
+                                "attend_row_f32__scalar",
+                                scalar_ns::attend_row_f32_generic,
+                                scalar_ns::attend_row_bf16_generic};
   return t;
 }
 

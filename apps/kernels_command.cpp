@@ -1,0 +1,334 @@
+// The kernel harness: runs each kernel of each ISA at Whisper's real shapes
+// and reports average, standard deviation and minimum time, throughput, the
+// share of this machine's peak (measured here, in the same run), and the
+// error against the plain scalar reference.
+#include "kernels_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "audio/mel.h"
+#include "backend/cpu/attention.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/peak.h"
+#include "core/half.h"
+#include "model/hparams.h"
+
+namespace ama {
+
+namespace {
+
+struct Timing {
+  double avg = 0, std = 0, min = 0;  // ms
+};
+
+Timing time_it(int iters, const std::function<void()>& fn) {
+  fn();  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  Timing r;
+  for (double v : t) r.avg += v;
+  r.avg /= t.size();
+  for (double v : t) r.std += (v - r.avg) * (v - r.avg);
+  r.std = std::sqrt(r.std / t.size());
+  r.min = *std::min_element(t.begin(), t.end());
+  return r;
+}
+
+std::vector<float> random_vec(size_t n, unsigned seed, float scale) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+struct Row {
+  std::string kernel, isa, shape;
+  Timing t;
+  double rate = 0;       // GFLOP/s or GB/s
+  const char* unit = "";
+  double peak_pct = 0;   // of the matching measured peak
+  double max_abs = 0, max_rel = 0;
+};
+
+struct ErrorStats {
+  double max_abs = 0, max_rel = 0;
+  void add(double ours, double ref) {
+    const double e = std::fabs(ours - ref);
+    max_abs = std::max(max_abs, e);
+    max_rel = std::max(max_rel, e / std::max(std::fabs(ref), 1e-3));
+  }
+};
+
+struct Gemm {
+  int m, k, n;
+  std::string what;
+};
+
+std::vector<Gemm> gemm_shapes(const HParams& hp, const std::string& arch) {
+  const int d = hp.n_audio_state;
+  return {{kAudioCtx, d, d, arch + " attn proj"},   {kAudioCtx, d, 4 * d, arch + " mlp up"},
+          {kAudioCtx, 4 * d, d, arch + " mlp down"}, {1, d, 4 * d, arch + " decode mlp"},
+          {5, d, 4 * d, arch + " decode x5 mlp"},     {1, d, hp.n_vocab, arch + " logits"}};
+}
+
+}  // namespace
+
+Result<std::string> run_kernel_harness(const KernelsOptions& o) {
+  if (o.iters < 1 || o.iters > 100000) return make_error("--iters must be in [1, 100000]");
+  std::vector<Isa> isas;
+  if (!o.isa.empty()) {
+    Isa i;
+    if (!parse_isa(o.isa, &i)) return make_error("unknown ISA '" + o.isa + "' (scalar, avx2, avx512, amx)");
+    if (!isa_supported(i)) return make_error(std::string("ISA ") + o.isa + " is not supported by this CPU");
+    isas.push_back(i);
+  } else {
+    for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx})
+      if (isa_supported(i)) isas.push_back(i);
+  }
+  std::vector<std::string> archs;
+  if (o.arch == "all")
+    archs = {"tiny", "base", "small", "medium", "large-v3"};
+  else
+    archs = {o.arch};
+  std::vector<std::pair<std::string, HParams>> models;
+  for (const auto& a : archs) {
+    auto hp = standard_hparams(a);
+    if (!hp) return hp.error();
+    models.emplace_back(a, *hp);
+  }
+  std::vector<Gemm> custom;
+  int shape_rows = 0, shape_cols = 0;
+  if (!o.shape.empty()) {
+    int a = 0, b = 0, c = 0;
+    if (std::sscanf(o.shape.c_str(), "%dx%dx%d", &a, &b, &c) == 3 && a > 0 && b > 0 && c > 0 && a <= 100000 &&
+        b <= 100000 && c <= 200000)
+      custom.push_back({a, b, c, "custom"});
+    else if (std::sscanf(o.shape.c_str(), "%dx%d", &a, &b) == 2 && a > 0 && b > 0 && a <= 100000 && b <= 200000)
+      shape_rows = a, shape_cols = b;
+    else
+      return make_error("--shape must be MxKxN (GEMM) or ROWSxCOLS (row ops), e.g. 1500x512x2048");
+  }
+  auto wanted = [&](const std::string& name) { return o.kernel.empty() || name.find(o.kernel) != std::string::npos; };
+
+  const int threads = o.threads > 0 ? o.threads : ThreadPool::hardware_threads();
+  ThreadPool peak_pool(threads);
+  const cpu::MachinePeaks peaks = cpu::measure_peaks(peak_pool);
+  std::vector<Row> rows;
+
+  for (Isa isa : isas) {
+    const cpu::KernelTable& kt = cpu::kernel_table(isa);
+    // GEMMs through the backend: packing excluded, threading and epilogue included.
+    for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
+      const char* name = ct == ComputeType::f32 ? kt.gemm_f32_name : ct == ComputeType::bf16 ? kt.gemm_bf16_name : kt.gemm_i8_name;
+      if (!wanted(name)) continue;
+      CpuBackendOptions bo;
+      bo.force_isa = true;
+      bo.isa = isa;
+      bo.compute = ct;
+      bo.n_threads = threads;
+      auto be = make_cpu_backend(bo);
+      if (!be) return be.error();
+      std::vector<Gemm> shapes = custom;
+      if (shapes.empty())
+        for (const auto& [a, hp] : models)
+          for (const auto& g : gemm_shapes(hp, a)) shapes.push_back(g);
+      for (const Gemm& g : shapes) {
+        // Scalar f32 at full encoder shapes takes seconds per call: fewer iterations.
+        const int iters = isa == Isa::scalar && static_cast<double>(g.m) * g.k * g.n > 1e8 ? std::min(o.iters, 2) : o.iters;
+        auto x = random_vec(static_cast<size_t>(g.m) * g.k, 1, 1.0f);
+        auto w = random_vec(static_cast<size_t>(g.n) * g.k, 2, 1.0f / std::sqrt(static_cast<float>(g.k)));
+        std::vector<float> y(static_cast<size_t>(g.m) * g.n);
+        auto packed = (*be)->pack(w.data(), g.n, g.k);
+        Row r;
+        r.kernel = name;
+        r.isa = isa_name(isa);
+        r.shape = std::to_string(g.m) + "x" + std::to_string(g.k) + "x" + std::to_string(g.n) + " (" + g.what + ")";
+        r.t = time_it(iters, [&] {
+          (*be)->linear(x.data(), g.m, g.k, *packed, nullptr, Activation::none, false, y.data(), g.n);
+        });
+        r.rate = 2.0 * g.m * g.k * g.n / (r.t.min * 1e-3) * 1e-9;
+        r.unit = "GFLOP/s";
+        double peak = peaks.f32_peak(isa);
+        if (ct == ComputeType::bf16 && std::string(name).find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
+        if (ct == ComputeType::int8 && std::string(name).find("vnni") != std::string::npos) peak = peaks.int8_gops;
+        r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
+        // Error against the scalar f32 reference on a spread of rows.
+        ErrorStats e;
+        for (int i = 0; i < g.m; i += std::max(1, g.m / 16)) {
+          std::vector<float> ref(g.n);
+          cpu::ref::gemm_f32(x.data() + static_cast<size_t>(i) * g.k, 1, g.k, w.data(), g.n, ref.data());
+          for (int j = 0; j < g.n; ++j) e.add(y[static_cast<size_t>(i) * g.n + j], ref[j]);
+        }
+        r.max_abs = e.max_abs;
+        r.max_rel = e.max_rel;
+        rows.push_back(r);
+      }
+    }
+
+    // Row ops: bandwidth-bound, so reported in GB/s against the read bandwidth.
+    ThreadPool pool(threads);
+    for (const auto& [a, hp] : models) {
+      const int d = hp.n_audio_state;
+      const int lr = shape_rows ? shape_rows : kAudioCtx, lc = shape_cols ? shape_cols : d;
+      if (wanted("layer_norm")) {
+        auto x = random_vec(static_cast<size_t>(lr) * lc, 3, 2.0f), g = random_vec(lc, 4, 1.0f), b = random_vec(lc, 5, 1.0f);
+        std::vector<float> y(x.size()), ref(lc);
+        Row r{std::string("layer_norm_f32__") + isa_name(isa), isa_name(isa), std::to_string(lr) + "x" + std::to_string(lc) + " (" + a + ")"};
+        r.t = time_it(o.iters, [&] {
+          pool.parallel_for(lr, 16, [&](size_t b0, size_t b1) {
+            for (size_t i = b0; i < b1; ++i) kt.layer_norm(x.data() + i * lc, lc, g.data(), b.data(), 1e-5f, y.data() + i * lc);
+          });
+        });
+        r.rate = 2.0 * x.size() * 4 / (r.t.min * 1e-3) * 1e-9;
+        r.unit = "GB/s";
+        r.peak_pct = 100.0 * r.rate / peaks.read_gbs;
+        ErrorStats e;
+        for (int i = 0; i < lr; i += std::max(1, lr / 16)) {
+          cpu::ref::layer_norm(x.data() + static_cast<size_t>(i) * lc, lc, g.data(), b.data(), 1e-5f, ref.data());
+          for (int j = 0; j < lc; ++j) e.add(y[static_cast<size_t>(i) * lc + j], ref[j]);
+        }
+        r.max_abs = e.max_abs, r.max_rel = e.max_rel;
+        rows.push_back(r);
+      }
+      if (wanted("gelu")) {
+        const int gc = shape_cols ? shape_cols : 4 * d;
+        auto x0 = random_vec(static_cast<size_t>(lr) * gc, 6, 2.0f);
+        std::vector<float> x = x0;
+        Row r{std::string("gelu_f32__") + isa_name(isa), isa_name(isa), std::to_string(lr) + "x" + std::to_string(gc) + " (" + a + ")"};
+        r.t = time_it(o.iters, [&] {
+          x = x0;
+          pool.parallel_for(lr, 16, [&](size_t b0, size_t b1) {
+            for (size_t i = b0; i < b1; ++i) kt.gelu(x.data() + i * gc, gc);
+          });
+        });
+        r.rate = 2.0 * x.size() * 4 / (r.t.min * 1e-3) * 1e-9;
+        r.unit = "GB/s";
+        r.peak_pct = 100.0 * r.rate / peaks.read_gbs;
+        ErrorStats e;
+        for (size_t i = 0; i < x.size(); i += 7) e.add(x[i], cpu::ref::gelu(x0[i]));
+        r.max_abs = e.max_abs, r.max_rel = e.max_rel;
+        rows.push_back(r);
+      }
+      if (wanted("softmax")) {
+        const int sc = shape_cols ? shape_cols : kAudioCtx;
+        auto x0 = random_vec(static_cast<size_t>(lr) * sc, 7, 3.0f);
+        std::vector<float> x = x0;
+        Row r{std::string("softmax_f32__") + isa_name(isa), isa_name(isa), std::to_string(lr) + "x" + std::to_string(sc)};
+        r.t = time_it(o.iters, [&] {
+          x = x0;
+          pool.parallel_for(lr, 16, [&](size_t b0, size_t b1) {
+            for (size_t i = b0; i < b1; ++i) kt.softmax(x.data() + i * sc, sc);
+          });
+        });
+        r.rate = 2.0 * x.size() * 4 / (r.t.min * 1e-3) * 1e-9;
+        r.unit = "GB/s";
+        r.peak_pct = 100.0 * r.rate / peaks.read_gbs;
+        ErrorStats e;
+        std::vector<float> ref(sc);
+        for (int i = 0; i < lr; i += std::max(1, lr / 16)) {
+          std::copy(x0.begin() + static_cast<size_t>(i) * sc, x0.begin() + static_cast<size_t>(i + 1) * sc, ref.begin());
+          cpu::ref::softmax(ref.data(), sc);
+          for (int j = 0; j < sc; ++j) e.add(x[static_cast<size_t>(i) * sc + j], ref[j]);
+        }
+        r.max_abs = e.max_abs, r.max_rel = e.max_rel;
+        rows.push_back(r);
+      }
+      if (wanted("attention_flash")) {
+        const int heads = hp.n_audio_head, dh = d / heads, n = kAudioCtx;
+        auto q = random_vec(static_cast<size_t>(n) * d, 8, 1.0f), k = random_vec(static_cast<size_t>(n) * d, 9, 1.0f),
+             v = random_vec(static_cast<size_t>(n) * d, 10, 1.0f);
+        std::vector<float> out(q.size());
+        const cpu::AttentionArgs args{q.data(), n, d, n, d, heads, dh, false, 0, out.data(), d};
+        Row r{std::string("attention_flash_f32_") + std::to_string(kt.gemm_rows) + "x128__" + isa_name(isa), isa_name(isa),
+              std::to_string(heads) + "x" + std::to_string(n) + "x" + std::to_string(n) + "x" + std::to_string(dh) + " (" + a + " encoder)"};
+        const int iters = isa == Isa::scalar ? std::min(o.iters, 2) : o.iters;
+        r.t = time_it(iters, [&] { cpu::attention_flash_f32(kt, pool, args, k.data(), v.data()); });
+        r.rate = 4.0 * n * n * d / (r.t.min * 1e-3) * 1e-9;
+        r.unit = "GFLOP/s";
+        r.peak_pct = 100.0 * r.rate / peaks.f32_peak(isa);
+        // Reference: exact softmax attention in double for a few queries of head 0.
+        ErrorStats e;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+        for (int i = 0; i < n; i += n / 8) {
+          std::vector<double> s(n);
+          double mx = -1e300, sum = 0;
+          for (int j = 0; j < n; ++j) {
+            double t = 0;
+            for (int c = 0; c < dh; ++c) t += static_cast<double>(q[static_cast<size_t>(i) * d + c]) * k[static_cast<size_t>(j) * d + c];
+            s[j] = t * scale;
+            mx = std::max(mx, s[j]);
+          }
+          for (auto& t : s) sum += t = std::exp(t - mx);
+          for (int c = 0; c < dh; ++c) {
+            double acc = 0;
+            for (int j = 0; j < n; ++j) acc += s[j] / sum * v[static_cast<size_t>(j) * d + c];
+            e.add(out[static_cast<size_t>(i) * d + c], acc);
+          }
+        }
+        r.max_abs = e.max_abs, r.max_rel = e.max_rel;
+        rows.push_back(r);
+      }
+    }
+  }
+  // Log-mel of one 30 s window (ISA-independent: double-precision mixed-radix FFT).
+  if (wanted("log_mel")) {
+    std::vector<float> filters(80 * 201, 0.0f);
+    for (int m = 0; m < 80; ++m)
+      for (int b = 2 * m; b < 2 * m + 4 && b < 201; ++b) filters[m * 201 + b] = 0.01f;
+    LogMel lm(filters, 80);
+    auto audio = random_vec(kNSamplesPerWindow, 11, 0.1f);
+    std::vector<float> out(80 * 3000);
+    Row r{"log_mel_f64_fft400_mixed_radix", "any", "80x3000 (30 s window)"};
+    r.t = time_it(o.iters, [&] { lm.raw_frames(audio.data(), audio.size(), 0, 3000, out.data(), 3000); });
+    r.rate = audio.size() * 4.0 / (r.t.min * 1e-3) * 1e-9;
+    r.unit = "GB/s";
+    r.peak_pct = 100.0 * r.rate / peaks.read_gbs;
+    rows.push_back(r);
+  }
+
+  nlohmann::json j;
+  j["threads"] = threads;
+  j["peaks"] = {{"f32_gflops_scalar", peaks.f32_gflops[0]}, {"f32_gflops_avx2", peaks.f32_gflops[1]},
+                {"f32_gflops_avx512", peaks.f32_gflops[2]}, {"bf16_gflops_avx512", peaks.bf16_gflops},
+                {"int8_gops_avx512vnni", peaks.int8_gops}, {"amx_bf16_gflops", peaks.amx_bf16_gflops},
+                {"amx_int8_gops", peaks.amx_int8_gops}, {"read_gbs", peaks.read_gbs}};
+  j["kernels"] = nlohmann::json::array();
+  for (const Row& r : rows)
+    j["kernels"].push_back({{"kernel", r.kernel}, {"isa", r.isa}, {"shape", r.shape}, {"avg_ms", r.t.avg},
+                            {"std_ms", r.t.std}, {"min_ms", r.t.min}, {"rate", r.rate}, {"unit", r.unit},
+                            {"peak_pct", r.peak_pct}, {"max_abs_err", r.max_abs}, {"max_rel_err", r.max_rel}});
+  if (o.json) return j.dump(1) + "\n";
+  std::ostringstream s;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "measured peaks at %d threads: f32 FMA %.0f (scalar) / %.0f (avx2) / %.0f (avx512) GFLOP/s, "
+                "bf16 dot %.0f GFLOP/s, int8 dot %.0f GOP/s, AMX %s, read %.1f GB/s\n",
+                threads, peaks.f32_gflops[0], peaks.f32_gflops[1], peaks.f32_gflops[2], peaks.bf16_gflops,
+                peaks.int8_gops, peaks.amx_bf16_gflops > 0 ? "present" : "absent", peaks.read_gbs);
+  s << buf;
+  std::snprintf(buf, sizeof buf, "%-34s %-7s %-40s %9s %8s %9s %10s %6s %9s %9s\n", "kernel", "isa", "shape", "avg ms",
+                "std ms", "min ms", "rate", "%peak", "max abs", "max rel");
+  s << buf;
+  for (const Row& r : rows) {
+    std::snprintf(buf, sizeof buf, "%-34s %-7s %-40s %9.3f %8.3f %9.3f %6.1f %-4s %5.1f%% %9.2e %9.2e\n",
+                  r.kernel.c_str(), r.isa.c_str(), r.shape.c_str(), r.t.avg, r.t.std, r.t.min, r.rate,
+                  std::string(r.unit) == "GB/s" ? "GB/s" : "GF/s", r.peak_pct, r.max_abs, r.max_rel);
+    s << buf;
+  }
+  return s.str();
+}
+
+}  // namespace ama

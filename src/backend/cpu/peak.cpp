@@ -1,0 +1,120 @@
+#include "backend/cpu/peak.h"
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+namespace ama::cpu {
+
+namespace {
+
+// Each loop keeps 12 independent accumulator chains: enough to cover the
+// FMA latency (4 cycles) times the number of FMA pipes (2) on current cores.
+float chain_scalar(long iters) {
+  float a[12];
+  for (int i = 0; i < 12; ++i) a[i] = 1.0f + i * 1e-3f;
+  const float m = 0.999999f, c = 1e-7f;
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = a[i] * m + c;
+  float s = 0;
+  for (float v : a) s += v;
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float chain_avx2(long iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0];
+}
+
+__attribute__((target("avx512f"))) float chain_avx512(long iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) float chain_bf16(long iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_setzero_ps();
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512vnni"))) float chain_vnni(long iters) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_setzero_si512();
+  const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(1);
+  for (long it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+  __m512i s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, a[i]);
+  return static_cast<float>(_mm512_reduce_add_epi32(s));
+}
+
+// Runs fn(iters) on every pool thread; returns operations per second given
+// ops_per_iter per thread.
+template <typename Fn>
+double rate(ThreadPool& pool, long iters, double ops_per_iter, Fn fn) {
+  std::atomic<float> sink{0};
+  fn(iters / 10);  // warm up (frequency, AVX-512 license)
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(pool.size(), 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) sink = sink + fn(iters);
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return ops_per_iter * static_cast<double>(iters) * pool.size() / s;
+}
+
+}  // namespace
+
+MachinePeaks measure_peaks(ThreadPool& pool) {
+  MachinePeaks p;
+  const long n = 20'000'000;
+  p.f32_gflops[0] = rate(pool, n / 4, 12 * 2, chain_scalar) * 1e-9;
+  if (isa_supported(Isa::avx2)) p.f32_gflops[1] = rate(pool, n, 12 * 8 * 2, chain_avx2) * 1e-9;
+  if (isa_supported(Isa::avx512)) p.f32_gflops[2] = rate(pool, n, 12 * 16 * 2, chain_avx512) * 1e-9;
+  const CpuFeatures& f = cpu_features();
+  if (isa_supported(Isa::avx512) && f.avx512_bf16) p.bf16_gflops = rate(pool, n, 12 * 16 * 4, chain_bf16) * 1e-9;
+  if (isa_supported(Isa::avx512) && f.avx512_vnni) p.int8_gops = rate(pool, n, 12 * 16 * 8, chain_vnni) * 1e-9;
+
+  // Read bandwidth: each thread sums its half of a 256 MB buffer, twice.
+  const size_t words = (256u << 20) / 8;
+  std::vector<uint64_t> buf(words, 1);
+  std::atomic<uint64_t> sink{0};
+  auto read_pass = [&] {
+    pool.parallel_for(words, 1 << 16, [&](size_t b, size_t e) {
+      uint64_t s[8] = {};
+      for (size_t i = b; i + 8 <= e; i += 8)
+        for (int l = 0; l < 8; ++l) s[l] += buf[i + l];
+      sink += s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    });
+  };
+  read_pass();
+  const auto t0 = std::chrono::steady_clock::now();
+  read_pass();
+  read_pass();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  p.read_gbs = 2.0 * words * 8 / s * 1e-9;
+  return p;
+}
+
+}  // namespace ama::cpu
