@@ -164,6 +164,8 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         double peak = peaks.f32_peak(isa);
         if (ct == ComputeType::bf16 && std::string(name).find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
         if (ct == ComputeType::int8 && std::string(name).find("vnni") != std::string::npos) peak = peaks.int8_gops;
+        if (isa == Isa::amx && ct == ComputeType::bf16) peak = peaks.amx_bf16_gflops;
+        if (isa == Isa::amx && ct == ComputeType::int8) peak = peaks.amx_int8_gops;
         r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
         // Error against the scalar f32 reference on a spread of rows.
         ErrorStats e;

@@ -48,20 +48,13 @@ Status write_text(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
-Result<ComputeType> parse_compute(const std::string& s) {
-  if (s == "f32") return ComputeType::f32;
-  if (s == "bf16") return ComputeType::bf16;
-  if (s == "int8") return ComputeType::int8;
-  return make_error("unknown compute type '" + s + "' (f32, bf16, int8)");
-}
-
 struct Engine {
   std::unique_ptr<Backend> backend;
   std::shared_ptr<const WhisperModel> model;
 };
 
 Result<Engine> load_engine(const std::string& model_path, int threads, const std::string& compute, bool verbose) {
-  auto ct = parse_compute(compute);
+  auto ct = parse_compute_type(compute);
   if (!ct) return ct.error();
   if (threads < 0 || threads > 256) return make_error("--threads " + std::to_string(threads) + " is out of range [0, 256]");
   CpuBackendOptions bo;
@@ -91,7 +84,7 @@ int main(int argc, char** argv) {
 
   // transcribe
   auto* tr = app.add_subcommand("transcribe", "transcribe an audio file");
-  std::string tr_model, tr_file, tr_language = "auto", tr_task = "transcribe", tr_out, tr_formats, tr_compute = "f32",
+  std::string tr_model, tr_file, tr_language = "auto", tr_task = "transcribe", tr_out, tr_formats, tr_compute = "auto",
                         tr_prompt;
   int tr_threads = 0;
   bool tr_no_ts = false, tr_verbose = false, tr_no_context = false;
@@ -103,7 +96,7 @@ int main(int argc, char** argv) {
   tr->add_option("-t,--threads", tr_threads, "threads (0: all cores)");
   tr->add_option("-o,--output", tr_out, "output path without extension: writes PATH.txt, PATH.srt, ...");
   tr->add_option("-f,--format", tr_formats, "comma-separated: txt,srt,vtt,json (default txt with -o)");
-  tr->add_option("--compute", tr_compute, "f32");
+  tr->add_option("--compute", tr_compute, "auto|f32|bf16|int8 (auto: the fastest that meets the accuracy bar here)");
   tr->add_option("--prompt", tr_prompt, "initial prompt text");
   tr->add_flag("--no-condition", tr_no_context, "do not condition on the previous window's text");
   tr->add_flag("-v,--verbose", tr_verbose, "log the backend and kernels chosen");
@@ -126,7 +119,7 @@ int main(int argc, char** argv) {
   lg->add_option("--audio", lg_audio, "audio file")->required();
   lg->add_option("--tokens", lg_tokens, "comma-separated token ids, fed from position 0")->required();
   lg->add_option("--out", lg_out, "output file")->required();
-  lg->add_option("--compute", lg_compute, "f32");
+  lg->add_option("--compute", lg_compute, "f32 (default: the reference) | bf16 | int8 | auto");
   lg->add_option("-t,--threads", lg_threads, "threads (0: all cores)");
   lg->add_option("--encoder-out", lg_encoder_out, "also write the encoder output [n_audio_ctx x n_state]");
 
@@ -158,12 +151,12 @@ int main(int argc, char** argv) {
 
   // bench
   auto* bn = app.add_subcommand("bench", "time the encoder and decoder (whisper.cpp's bench workload)");
-  std::string bn_model, bn_compute = "f32";
+  std::string bn_model, bn_compute = "auto";
   int bn_threads = 0, bn_runs = 3;
   bool bn_json = false;
   bn->add_option("-m,--model", bn_model, "ggml model file")->required();
   bn->add_option("-t,--threads", bn_threads, "threads (0: all cores)");
-  bn->add_option("--compute", bn_compute, "f32");
+  bn->add_option("--compute", bn_compute, "auto|f32|bf16|int8");
   bn->add_option("--runs", bn_runs, "encoder runs (the median is reported)");
   bn->add_flag("--json", bn_json, "print one JSON object");
 

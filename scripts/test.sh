@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"
 if [ "${1:-}" = "--sanitize" ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAMA_SANITIZE=ON -DAMA_BUILD_BENCH=OFF
+  # -O2 keeps the sanitized run within minutes; the sanitizers work as well.
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMA_SANITIZE=ON -DAMA_BUILD_BENCH=OFF
   cmake --build build-asan -j"$jobs"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   build-asan/amanuensis_tests --gtest_filter='-RealShapes*:LongForm*'

@@ -119,15 +119,13 @@ TEST_P(Kernels, LinearMatchesReference) {
 // (bf16 round-to-nearest-even; per-row affine u8 activations and
 // per-channel int8 weights) and then computes exactly in double, so the
 // tolerance covers only the kernel's own f32 accumulation.
-TEST_P(Kernels, QuantizedLinearMatchesReference) {
-  const GemmShape shapes[] = {{1500, 512, 2048}, {1, 512, 51865}, {5, 384, 1536}, {1, 1, 1},  {1, 7, 17},
-                              {7, 33, 31},       {13, 129, 95},   {6, 64, 16},    {97, 3, 48}, {5, 1001, 33}};
+void check_quantized_linear(CpuBackendOptions o, const std::vector<GemmShape>& shapes) {
   for (ComputeType ct : {ComputeType::bf16, ComputeType::int8}) {
-    CpuBackendOptions o;
-    o.force_isa = true;
-    o.isa = GetParam();
     o.compute = ct;
-    auto be = std::move(make_cpu_backend(o).value());
+    auto made = make_cpu_backend(o);
+    ASSERT_TRUE(made.ok()) << made.message();
+    auto be = std::move(made.value());
+    if (o.emulate_amx) ASSERT_NE(be->describe().find("amx_emulated"), std::string::npos) << be->describe();
     for (const auto& s : shapes) {
       SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
                    " n=" + std::to_string(s.n));
@@ -195,6 +193,25 @@ TEST_P(Kernels, QuantizedLinearMatchesReference) {
                             << "): ours " << y[worst_i] << ", error/tolerance " << worst;
     }
   }
+}
+
+TEST_P(Kernels, QuantizedLinearMatchesReference) {
+  CpuBackendOptions o;
+  o.force_isa = true;
+  o.isa = GetParam();
+  check_quantized_linear(o, {{1500, 512, 2048}, {1, 512, 51865}, {5, 384, 1536}, {1, 1, 1}, {1, 7, 17}, {7, 33, 31},
+                             {13, 129, 95}, {6, 64, 16}, {97, 3, 48}, {5, 1001, 33}, {40, 240, 384}});
+}
+
+// The AMX kernels' tiling and data layout, with the tile instructions
+// replaced by a scalar model of their semantics: runs on any AVX-512 CPU,
+// so the AMX code is checked even where the hardware is missing. Shapes
+// with 16 or more rows reach the AMX tiles; tails in every dimension.
+TEST(AmxEmulation, QuantizedLinearMatchesReference) {
+  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "AMX emulation needs the AVX-512 kernels";
+  CpuBackendOptions o;
+  o.emulate_amx = true;
+  check_quantized_linear(o, {{16, 32, 16}, {32, 64, 32}, {33, 40, 17}, {100, 129, 95}, {97, 512, 48}, {200, 70, 33}});
 }
 
 // Attention over bf16 K/V against f32 K/V holding the same (rounded) values.
@@ -311,20 +328,33 @@ TEST_P(Kernels, AttentionMatchesReference) {
   }
 }
 
-// Work splitting never changes a result.
+// Work splitting never changes a result, at any compute type.
 TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
-  auto b1 = backend(1), b2 = backend(2);
   const int m = 301, k = 77, n = 197;
   auto x = random_vec(static_cast<size_t>(m) * k, 5), w = random_vec(static_cast<size_t>(n) * k, 6);
-  std::vector<float> y1(static_cast<size_t>(m) * n), y2(y1.size());
-  b1->linear(x.data(), m, k, *b1->pack(w.data(), n, k), nullptr, Activation::gelu, false, y1.data(), n);
-  b2->linear(x.data(), m, k, *b2->pack(w.data(), n, k), nullptr, Activation::gelu, false, y2.data(), n);
-  EXPECT_TRUE(y1 == y2);
+  for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
+    SCOPED_TRACE(compute_type_name(ct));
+    std::vector<float> y[2];
+    for (int threads : {1, 2}) {
+      CpuBackendOptions o;
+      o.force_isa = true;
+      o.isa = GetParam();
+      o.n_threads = threads;
+      o.compute = ct;
+      auto be = std::move(make_cpu_backend(o).value());
+      y[threads - 1].resize(static_cast<size_t>(m) * n);
+      be->linear(x.data(), m, k, *be->pack(w.data(), n, k), nullptr, Activation::gelu, false, y[threads - 1].data(), n);
+    }
+    EXPECT_TRUE(y[0] == y[1]);
+  }
+  auto b1 = backend(1), b2 = backend(2);
   std::vector<float> a1(static_cast<size_t>(m) * 128), a2(a1.size());
   auto q = random_vec(a1.size(), 7), kv = random_vec(a1.size(), 8);
-  b1->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, true, 0, a1.data(), 128);
-  b2->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, true, 0, a2.data(), 128);
-  EXPECT_TRUE(a1 == a2);
+  for (bool causal : {true, false}) {
+    b1->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, causal, 0, a1.data(), 128);
+    b2->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, causal, 0, a2.data(), 128);
+    EXPECT_TRUE(a1 == a2);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Kernels, ::testing::ValuesIn(all_isas()),

@@ -48,17 +48,26 @@ T* scratch(size_t n) {
 
 // Work split for a GEMM: blocks of rows by blocks of columns. Block sizes are
 // fixed numbers, independent of the thread count, so results never depend on it.
-constexpr int kRowBlock = 96;    // multiple of every row tile (4, 6)
+constexpr int kRowBlock = 96;    // multiple of every row tile (4, 6, 32)
 constexpr int kColBlock = 128;   // 8 panels: 128 x K floats of weights stay in L2 for K <= 2048
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const cpu::KernelTable& k, int n_threads, ComputeType compute)
-      : k_(k), pool_(n_threads), compute_(compute) {}
+  // small: the table for GEMMs of fewer than 16 rows (AMX tiles are 16 rows
+  // tall, so decode steps run on AVX-512 instead of padding 1 row to 32).
+  CpuBackend(const cpu::KernelTable& k, const cpu::KernelTable& small, int n_threads, ComputeType compute)
+      : k_(k), small_(small), pool_(n_threads), compute_(compute) {}
 
   std::string describe() const override {
-    return std::string("cpu isa=") + isa_name(k_.isa) + " threads=" + std::to_string(pool_.size()) +
-           " compute=" + compute_type_name(compute_) + " gemm=" + k_.gemm_f32_name + " rowops=" + k_.vector_name;
+    const char* gemm = compute_ == ComputeType::f32    ? k_.gemm_f32_name
+                       : compute_ == ComputeType::bf16 ? k_.gemm_bf16_name
+                                                       : k_.gemm_i8_name;
+    std::string s = std::string("cpu isa=") + isa_name(k_.isa) + " threads=" + std::to_string(pool_.size()) +
+                    " compute=" + compute_type_name(compute_) + " gemm=" + gemm;
+    if (&small_ != &k_ && compute_ != ComputeType::f32)
+      s += std::string(" gemm_under_16_rows=") + (compute_ == ComputeType::bf16 ? small_.gemm_bf16_name : small_.gemm_i8_name);
+    if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
+    return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
   }
   int n_threads() const override { return pool_.size(); }
   ComputeType compute_type() const override { return compute_; }
@@ -102,25 +111,32 @@ class CpuBackend final : public Backend {
     const int k = w.n_in;
     if (const auto* f = dynamic_cast<const F32Panels*>(&w)) {
       const size_t stride = static_cast<size_t>(k) * cpu::kPanelWidth;
-      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+      gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
         k_.gemm_f32_tile(x + static_cast<size_t>(i) * ldx, ldx, rows, f->data.data() + (j / 16) * stride, stride,
                          n_panels, k, acc);
       });
     } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {
-      // Activations to bf16 once per call (round to nearest even), K padded to even.
+      const cpu::KernelTable& kt = m < 16 ? small_ : k_;
+      // Activations to bf16 once per call (round to nearest even), K padded
+      // with zeros, rows padded with zero rows to the tile height.
       const int kp = cpu::bf16_k_pairs(k);
       const size_t ldb = 2 * static_cast<size_t>(kp);
-      uint16_t* xb = scratch<uint16_t>(static_cast<size_t>(m) * ldb);
-      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+      const int m_pad = (m + kt.gemm_bf16_rows - 1) / kt.gemm_bf16_rows * kt.gemm_bf16_rows;
+      uint16_t* xb = scratch<uint16_t>(static_cast<size_t>(m_pad) * ldb);
+      pool_.parallel_for(m_pad, 32, [&](size_t r0, size_t r1) {
         for (size_t r = r0; r < r1; ++r) {
-          for (int c = 0; c < k; ++c) xb[r * ldb + c] = f32_to_bf16(x[r * ldx + c]);
-          if (k & 1) xb[r * ldb + k] = 0;
+          size_t c = 0;
+          if (r < static_cast<size_t>(m))
+            for (; c < static_cast<size_t>(k); ++c) xb[r * ldb + c] = f32_to_bf16(x[r * ldx + c]);
+          for (; c < ldb; ++c) xb[r * ldb + c] = 0;
         }
       });
       const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
-      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
-        k_.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels, kp, acc);
-      });
+      gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, y, ldy,
+                  [&](int i, int rows, int j, int n_panels, float* acc) {
+                    kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels,
+                                      kp, acc);
+                  });
     } else {
       const auto& q = static_cast<const I8Panels&>(w);
       // Activations: per-row affine u8, x ~ lo + s q with q in [0, 255] and
@@ -128,9 +144,12 @@ class CpuBackend final : public Backend {
       // offset is needed, and one-sided rows (after GELU: [-0.17, max]) get
       // twice the resolution of a symmetric scale. Then
       // sum_k x_k w_k ~ sw (s sum_k q_k wq_k + lo sum_k wq_k).
+      const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       const int kq = cpu::i8_k_quads(k);
       const size_t ldq = 4 * static_cast<size_t>(kq);
-      uint8_t* xq = scratch<uint8_t>(static_cast<size_t>(m) * ldq);
+      const int m_pad = (m + kt.gemm_i8_rows - 1) / kt.gemm_i8_rows * kt.gemm_i8_rows;
+      uint8_t* xq = scratch<uint8_t>(static_cast<size_t>(m_pad) * ldq);
+      std::fill(xq + static_cast<size_t>(m) * ldq, xq + static_cast<size_t>(m_pad) * ldq, 0);
       float* sx = scratch<float>(2 * static_cast<size_t>(m));
       float* lo_x = sx + m;
       pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
@@ -150,9 +169,9 @@ class CpuBackend final : public Backend {
         }
       });
       const size_t stride = static_cast<size_t>(kq) * 4 * cpu::kPanelWidth;
-      gemm_driver(m, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
-        int32_t iacc[cpu::kGemmMaxRows * 32];
-        k_.gemm_i8_tile(xq + i * ldq, ldq, rows, q.data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
+      gemm_driver(m, kt.gemm_i8_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+        alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
+        kt.gemm_i8_tile(xq + i * ldq, ldq, rows, q.data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
         const int cols = std::min(16 * n_panels, w.n_out - j);
         for (int r = 0; r < rows; ++r)
           for (int c = 0; c < cols; ++c)
@@ -194,8 +213,8 @@ class CpuBackend final : public Backend {
   // rows, j, n_panels, acc) for each register tile, and applies the fused
   // epilogue (bias, GELU, residual add) while the tile is in cache.
   template <typename Tile>
-  void gemm_driver(int m, const PackedMatrix& w, const float* bias, Activation act, bool accumulate, float* y,
-                   int ldy, const Tile& tile) {
+  void gemm_driver(int m, int tile_rows, const PackedMatrix& w, const float* bias, Activation act, bool accumulate,
+                   float* y, int ldy, const Tile& tile) {
     const int n = w.n_out;
     const size_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
     const size_t col_blocks = (n + kColBlock - 1) / kColBlock;
@@ -209,8 +228,8 @@ class CpuBackend final : public Backend {
         for (int j = n0; j < n1; j += 32) {
           const int cols = std::min(32, n1 - j);
           const int n_panels = cols > 16 ? 2 : 1;
-          for (int i = m0; i < m1; i += k_.gemm_rows) {
-            const int rows = std::min(k_.gemm_rows, m1 - i);
+          for (int i = m0; i < m1; i += tile_rows) {
+            const int rows = std::min(tile_rows, m1 - i);
             tile(i, rows, j, n_panels, acc);
             for (int r = 0; r < rows; ++r) {
               float* yr = y + static_cast<size_t>(i + r) * ldy + j;
@@ -230,6 +249,7 @@ class CpuBackend final : public Backend {
   }
 
   const cpu::KernelTable& k_;
+  const cpu::KernelTable& small_;
   ThreadPool pool_;
   ComputeType compute_;
 };
@@ -237,11 +257,36 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 Result<std::unique_ptr<Backend>> make_cpu_backend(const CpuBackendOptions& options) {
+  if (options.emulate_amx) {
+    if (!isa_supported(Isa::avx512)) return make_error("AMX emulation runs on the AVX-512 kernels; this CPU lacks them");
+    const int threads = options.n_threads > 0 ? options.n_threads : ThreadPool::hardware_threads();
+    return std::unique_ptr<Backend>(new CpuBackend(cpu::kernel_table_amx_emulated(),
+                                                   cpu::kernel_table(Isa::avx512), threads, options.compute));
+  }
   Isa isa = options.force_isa ? options.isa : selected_isa().isa;
   if (!isa_supported(isa)) return make_error(std::string("ISA ") + isa_name(isa) + " is not supported by this CPU");
   int threads = options.n_threads > 0 ? options.n_threads : ThreadPool::hardware_threads();
   if (threads > 256) return make_error("thread count " + std::to_string(threads) + " is absurd (max 256)");
-  return std::unique_ptr<Backend>(new CpuBackend(cpu::kernel_table(isa), threads, options.compute));
+  const Isa small = isa == Isa::amx ? Isa::avx512 : isa;
+  return std::unique_ptr<Backend>(new CpuBackend(cpu::kernel_table(isa), cpu::kernel_table(small), threads, options.compute));
+}
+
+}  // namespace ama
+
+namespace ama {
+
+ComputeType default_compute_type() {
+  const Isa isa = selected_isa().isa;
+  if (isa == Isa::amx || (isa == Isa::avx512 && cpu_features().avx512_bf16)) return ComputeType::bf16;
+  return ComputeType::f32;
+}
+
+Result<ComputeType> parse_compute_type(const std::string& s) {
+  if (s == "auto") return default_compute_type();
+  if (s == "f32") return ComputeType::f32;
+  if (s == "bf16") return ComputeType::bf16;
+  if (s == "int8") return ComputeType::int8;
+  return make_error("unknown compute type '" + s + "' (auto, f32, bf16, int8)");
 }
 
 }  // namespace ama

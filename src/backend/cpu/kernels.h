@@ -15,21 +15,23 @@ namespace ama::cpu {
 // f32 GEMM weights are packed in panels of 16 output columns:
 // panels[p][k][j] = W[16 p + j][k], zero beyond n_out.
 inline constexpr int kPanelWidth = 16;
-inline constexpr int kGemmMaxRows = 6;  // largest row tile of any variant
+inline constexpr int kGemmMaxRows = 32;  // largest row tile of any variant (AMX: 32)
 
 inline size_t panel_count(int n_out) { return static_cast<size_t>((n_out + kPanelWidth - 1) / kPanelWidth); }
 void pack_f32_panels(const float* w, int n_out, int n_in, float* dst);
 
 // bf16 weights: K in pairs, the layout of AVX-512 BF16's vdpbf16ps:
 // panels[p][k / 2][j][k % 2] = bf16(W[16 p + j][k]), K padded to even with 0.
-inline int bf16_k_pairs(int n_in) { return (n_in + 1) / 2; }
+// K pairs are padded to a multiple of 16: one AMX tile holds 16 pairs.
+inline int bf16_k_pairs(int n_in) { return ((n_in + 1) / 2 + 15) / 16 * 16; }
 void pack_bf16_panels(const float* w, int n_out, int n_in, uint16_t* dst);
 
 // int8 weights, one scale per output channel (max |w| / 127), K in groups of
 // four, the layout of AVX-512 VNNI's vpdpbusd:
 // panels[p][k / 4][j][k % 4] = round(W[16 p + j][k] / scale[n]), K padded with 0.
 // col_sum[n] = sum_k q[n][k], for the zero point of the u8 activations.
-inline int i8_k_quads(int n_in) { return (n_in + 3) / 4; }
+// K quads are padded to a multiple of 16: one AMX tile holds 16 quads.
+inline int i8_k_quads(int n_in) { return ((n_in + 3) / 4 + 15) / 16 * 16; }
 void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* scale, int32_t* col_sum);
 
 struct KernelTable {
@@ -46,11 +48,13 @@ struct KernelTable {
   // bf16 x bf16 -> f32: x rows in bf16 with ldx >= 2 * k_pairs elements;
   // panel_stride in uint16 elements. Same tile contract as gemm_f32_tile.
   const char* gemm_bf16_name;
+  int gemm_bf16_rows;  // row tile; activations are zero-padded to a multiple of it
   void (*gemm_bf16_tile)(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                          int n_panels, int k_pairs, float* acc);
   // u8 x s8 -> s32: x rows as u8 with ldx >= 4 * k_quads bytes.
   // Integer arithmetic, so every ISA gives identical results.
   const char* gemm_i8_name;
+  int gemm_i8_rows;
   void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                        int n_panels, int k_quads, int32_t* acc);
 
@@ -75,6 +79,9 @@ struct KernelTable {
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported
+// The AMX table with the tile instructions replaced by a scalar model of
+// them: lets tests check the AMX kernels' data movement on any CPU.
+const KernelTable& kernel_table_amx_emulated();
 
 // Plain scalar references, the baseline every variant is tested against.
 namespace ref {

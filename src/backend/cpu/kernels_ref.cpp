@@ -10,10 +10,11 @@ namespace ama::cpu {
 const KernelTable& kernel_table_scalar();
 const KernelTable& kernel_table_avx2();
 const KernelTable& kernel_table_avx512();
+const KernelTable& kernel_table_amx();
 
 const KernelTable& kernel_table(Isa isa) {
   switch (isa) {
-    case Isa::amx:  // AMX kernels cover the bf16/int8 paths; f32 runs on AVX-512
+    case Isa::amx: return kernel_table_amx();  // bf16/int8 GEMMs on tiles; the rest on AVX-512
     case Isa::avx512: return kernel_table_avx512();
     case Isa::avx2: return kernel_table_avx2();
     case Isa::scalar: break;

@@ -9,6 +9,11 @@
 
 namespace ama::cpu {
 
+// kernels_amx.cpp (compiled with the AMX flags).
+double amx_bf16_flops_per_call();
+float amx_bf16_peak_loop(long iters);
+float amx_i8_peak_loop(long iters);
+
 namespace {
 
 // Each loop keeps 12 independent accumulator chains: enough to cover the
@@ -95,6 +100,11 @@ MachinePeaks measure_peaks(ThreadPool& pool) {
   const CpuFeatures& f = cpu_features();
   if (isa_supported(Isa::avx512) && f.avx512_bf16) p.bf16_gflops = rate(pool, n, 12 * 16 * 4, chain_bf16) * 1e-9;
   if (isa_supported(Isa::avx512) && f.avx512_vnni) p.int8_gops = rate(pool, n, 12 * 16 * 8, chain_vnni) * 1e-9;
+
+  if (isa_supported(Isa::amx)) {
+    p.amx_bf16_gflops = rate(pool, n / 16, amx_bf16_flops_per_call(), amx_bf16_peak_loop) * 1e-9;
+    p.amx_int8_gops = rate(pool, n / 16, 2 * amx_bf16_flops_per_call(), amx_i8_peak_loop) * 1e-9;
+  }
 
   // Read bandwidth: each thread sums its half of a 256 MB buffer, twice.
   const size_t words = (256u << 20) / 8;
