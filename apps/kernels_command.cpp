@@ -55,6 +55,8 @@ std::vector<float> random_vec(size_t n, unsigned seed, float scale) {
 }
 
 struct Row {
+  Row(std::string k, std::string i, std::string s) : kernel(std::move(k)), isa(std::move(i)), shape(std::move(s)) {}
+  Row() = default;
   std::string kernel, isa, shape;
   Timing t;
   double rate = 0;       // GFLOP/s or GB/s

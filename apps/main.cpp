@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   mel->add_option("--audio", mel_audio, "audio file")->required();
   mel->add_option("--out", mel_out, "output file")->required();
   mel->add_option("--n-mels", mel_n, "80 or 128");
-  mel->add_option("--filters", mel_filters_from, "ggml file with the mel filterbank (default: the shared test vocabulary)");
+  mel->add_option("--filters", mel_filters_from, "ggml model whose mel filterbank to use (default: computed)");
 
   // logits
   auto* lg = app.add_subcommand("logits", "write decoder logits for a token sequence as raw float32 [n x n_vocab]");
@@ -236,18 +236,22 @@ int main(int argc, char** argv) {
 
   if (*mel) {
     if (mel_n != 80 && mel_n != 128) return fail("--n-mels must be 80 or 128");
-    std::string src = mel_filters_from.empty() ? shared + "/models/whisper-vocab/for-tests-ggml-base.bin"
-                                               : mel_filters_from;
-    auto reader = GgmlReader::open(src);
-    if (!reader) return fail(reader.message());
-    auto header = reader->read_header();
-    if (!header) return fail(header.message());
-    if (header->hp.n_mels != mel_n)
-      return fail(src + " holds " + std::to_string(header->hp.n_mels) + " mel filters; pass --filters with a " +
-                  std::to_string(mel_n) + "-bin model");
+    // Filters: from a model file when given, else computed (Slaney mel, as
+    // openai/whisper's mel_filters.npz; tests/test_mel.cpp checks they match).
+    std::vector<float> filters = slaney_mel_filters(mel_n);
+    if (!mel_filters_from.empty()) {
+      auto reader = GgmlReader::open(mel_filters_from);
+      if (!reader) return fail(reader.message());
+      auto header = reader->read_header();
+      if (!header) return fail(header.message());
+      if (header->hp.n_mels != mel_n)
+        return fail(mel_filters_from + " holds " + std::to_string(header->hp.n_mels) + " mel filters, not " +
+                    std::to_string(mel_n) + " (--n-mels)");
+      filters = std::move(header->mel_filters);
+    }
     auto audio = load_audio_16k(mel_audio);
     if (!audio) return fail(audio.message());
-    LogMel lm(header->mel_filters, mel_n);
+    LogMel lm(filters, mel_n);
     std::vector<float> m = lm.compute(audio->data(), audio->size());
     if (Status s = write_f32(mel_out, m.data(), m.size()); !s) return fail(s.message());
     return 0;

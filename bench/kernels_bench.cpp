@@ -3,8 +3,8 @@
 // time, its matmul runs on the same GEMM shapes in the same process, as the
 // baseline for our GEMMs.
 //
-//   build/amanuensis_bench --benchmark_filter=gemm --benchmark_repetitions=5 \
-//       --benchmark_report_aggregates_only=true
+//   build/amanuensis_bench --benchmark_filter=gemm --benchmark_repetitions=5
+//     --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <cmath>

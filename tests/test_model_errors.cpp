@@ -950,7 +950,7 @@ TEST(ModelErrors, CliMakeTestModelErrors) {
   EXPECT_TRUE(CliFails("make-test-model --dims 64,3,1,1 -o " + out, {"not divisible"}));
   EXPECT_TRUE(CliFails("make-test-model --dims 64,2 -o " + out, {"--dims needs 4 to 7 numbers"}));
   EXPECT_TRUE(CliFails("make-test-model --dims 64,two,1,1 -o " + out, {"'two' is not a number"}));
-  EXPECT_TRUE(CliFails("make-test-model --dims 64,2,1,1,128 -o " + out, {"mel filters"}));
+  EXPECT_TRUE(CliFails("make-test-model --dims 64,2,1,1,100 -o " + out, {"mel filters", "(80, 128)"}));
   EXPECT_TRUE(CliFails("make-test-model --dims 64,2,1,1 --vocab " + quote(tmp("no_vocab.bin")) + " -o " + out,
                        {"no_vocab.bin", "cannot open"}));
   EXPECT_TRUE(CliFails("make-test-model --dims 64,2,1,1 -o " + quote(tmp("no_such_dir") + "/x.bin"),

@@ -103,3 +103,40 @@ std::vector<float> LogMel::compute(const float* audio, size_t n_samples) const {
 }
 
 }  // namespace ama
+
+namespace ama {
+
+namespace {
+// Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz,
+// logarithmic above.
+double hz_to_mel(double f) {
+  const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+  const double logstep = std::log(6.4) / 27.0;
+  return f < min_log_hz ? f / f_sp : min_log_mel + std::log(f / min_log_hz) / logstep;
+}
+double mel_to_hz(double m) {
+  const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+  const double logstep = std::log(6.4) / 27.0;
+  return m < min_log_mel ? f_sp * m : min_log_hz * std::exp(logstep * (m - min_log_mel));
+}
+}  // namespace
+
+std::vector<float> slaney_mel_filters(int n_mels) {
+  const int bins = kNFft / 2 + 1;
+  std::vector<double> fft_hz(bins), mel_hz(n_mels + 2);
+  for (int b = 0; b < bins; ++b) fft_hz[b] = static_cast<double>(kSampleRate) / 2 * b / (bins - 1);
+  const double mel_max = hz_to_mel(kSampleRate / 2.0);
+  for (int i = 0; i < n_mels + 2; ++i) mel_hz[i] = mel_to_hz(mel_max * i / (n_mels + 1));
+  std::vector<float> w(static_cast<size_t>(n_mels) * bins);
+  for (int m = 0; m < n_mels; ++m) {
+    const double lo = mel_hz[m], mid = mel_hz[m + 1], hi = mel_hz[m + 2];
+    const double norm = 2.0 / (hi - lo);  // Slaney normalization: equal area
+    for (int b = 0; b < bins; ++b) {
+      const double rising = (fft_hz[b] - lo) / (mid - lo), falling = (hi - fft_hz[b]) / (hi - mid);
+      w[static_cast<size_t>(m) * bins + b] = static_cast<float>(std::max(0.0, std::min(rising, falling)) * norm);
+    }
+  }
+  return w;
+}
+
+}  // namespace ama

@@ -48,4 +48,10 @@ class LogMel {
   Fft fft_;
 };
 
+// Whisper's mel filterbank, [n_mels][201]: librosa.filters.mel(sr=16000,
+// n_fft=400, n_mels) with Slaney's scale and normalization, which is how
+// openai/whisper made mel_filters.npz (80 and 128 bins). Used where no model
+// file supplies filters (e.g. 128-bin test models).
+std::vector<float> slaney_mel_filters(int n_mels);
+
 }  // namespace ama

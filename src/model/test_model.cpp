@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "audio/mel.h"
 #include "model/ggml_file.h"
 
 namespace ama {
@@ -69,11 +70,16 @@ Status write_test_model(const TestModelOptions& o) {
 
   GgmlHeader h;
   h.hp = o.hp;
-  if (src->hp.n_mels != o.hp.n_mels)
-    return make_error(o.vocab_source + " has " + std::to_string(src->hp.n_mels) + " mel filters, but the model needs " +
-                      std::to_string(o.hp.n_mels) + "; give a vocabulary file with matching filters");
   h.n_filter_bins = src->n_filter_bins;
   h.mel_filters = src->mel_filters;
+  // A source with other filters (large-v3's 128 from a base vocabulary):
+  // compute Whisper's filterbank for the model's n_mels instead.
+  if (src->hp.n_mels != o.hp.n_mels) {
+    if (o.hp.n_mels != 80 && o.hp.n_mels != 128)
+      return make_error(o.vocab_source + " has " + std::to_string(src->hp.n_mels) + " mel filters and n_mels " +
+                        std::to_string(o.hp.n_mels) + " is not one of Whisper's filterbanks (80, 128)");
+    h.mel_filters = slaney_mel_filters(o.hp.n_mels);
+  }
   h.vocab = src->vocab;
   const bool src_multi = src->hp.n_vocab >= 51865, dst_multi = o.hp.n_vocab >= 51865;
   if (src_multi != dst_multi)
