@@ -126,8 +126,10 @@ class CpuBackend final : public Backend {
       pool_.parallel_for(m_pad, 32, [&](size_t r0, size_t r1) {
         for (size_t r = r0; r < r1; ++r) {
           size_t c = 0;
-          if (r < static_cast<size_t>(m))
-            for (; c < static_cast<size_t>(k); ++c) xb[r * ldb + c] = f32_to_bf16(x[r * ldx + c]);
+          if (r < static_cast<size_t>(m)) {
+            kt.to_bf16_row(x + r * ldx, k, xb + r * ldb);
+            c = k;
+          }
           for (; c < ldb; ++c) xb[r * ldb + c] = 0;
         }
       });
@@ -154,17 +156,7 @@ class CpuBackend final : public Backend {
       float* lo_x = sx + m;
       pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
         for (size_t r = r0; r < r1; ++r) {
-          const float* xr = x + r * ldx;
-          float lo = xr[0], hi = xr[0];
-          for (int c = 1; c < k; ++c) {
-            lo = std::min(lo, xr[c]);
-            hi = std::max(hi, xr[c]);
-          }
-          const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / s;
-          sx[r] = s;
-          lo_x[r] = lo;
-          for (int c = 0; c < k; ++c)
-            xq[r * ldq + c] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lrint((xr[c] - lo) * inv)), 0, 255));
+          kt.quantize_u8_row(x + r * ldx, k, xq + r * ldq, &sx[r], &lo_x[r]);
           for (size_t c = k; c < ldq; ++c) xq[r * ldq + c] = 0;
         }
       });

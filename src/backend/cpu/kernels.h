@@ -58,6 +58,11 @@ struct KernelTable {
   void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                        int n_panels, int k_quads, int32_t* acc);
 
+  // Activation conversion for the bf16 and int8 GEMMs, one row at a time.
+  void (*to_bf16_row)(const float* x, int n, uint16_t* out);  // round to nearest even
+  // Affine u8: x ~ lo + scale q, scale = (max - min) / 255, q rounded to nearest even.
+  void (*quantize_u8_row)(const float* x, int n, uint8_t* out, float* scale, float* lo);
+
   const char* vector_name;  // the row ops below
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);                 // y += a x

@@ -3,6 +3,7 @@
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 headers
 // (the masked builtins' undefined pass-through operand): a known false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cmath>
@@ -195,6 +196,8 @@ const KernelTable& kernel_table_avx512() {
       cpu_features().avx512_vnni ? "gemm_u8s8_s32_6x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
       6,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile : avx512_ns::gemm_i8_tile_generic,
+      avx512_ns::to_bf16_row_generic,
+      avx512_ns::quantize_u8_row_generic,
       "rowops_f32__avx512",
       avx512_ns::dot_generic,
       avx512_ns::axpy_generic,
