@@ -1,9 +1,33 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <immintrin.h>
 #include <sched.h>
 
 namespace ama {
+
+namespace {
+// A worker that just finished a task polls for the next one for up to
+// 50 us before it sleeps: a decoder step issues ~80 parallel_for calls a few
+// microseconds apart, and a futex wake-up costs more than the work between
+// them (base decode at 2 threads: 7.9 ms/token with sleeping workers, 4.4
+// with polling). A pool with no work sleeps.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+// Polls done() until it holds or kSpin has passed; returns done().
+template <typename Done>
+bool spin_until(const Done& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      _mm_pause();
+    }
+    if (std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+}  // namespace
 
 int ThreadPool::hardware_threads() {
   cpu_set_t set;
@@ -23,7 +47,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -36,23 +60,20 @@ static void run_task(const std::function<void(size_t, size_t)>& fn, size_t n, si
 }
 
 void ThreadPool::worker_loop(int index) {
-  size_t seen = 0;
+  uint64_t seen = 0;
   for (;;) {
-    const std::function<void(size_t, size_t)>* job;
-    size_t n, chunk;
-    {
+    // Poll briefly, then sleep until the generation changes.
+    spin_until([&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      chunk = job_chunk_;
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
     }
-    run_task(*job, n, chunk, index);
-    {
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_task(*job_, job_n_, job_chunk_, index);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }
@@ -65,20 +86,23 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
     fn(0, n);
     return;
   }
-  size_t chunk = ((units + n_threads_ - 1) / n_threads_) * grain;
+  std::lock_guard<std::mutex> call(call_mu_);
+  // job_ and its bounds are published by the release increment of
+  // generation_ (and by the mutex for sleeping workers).
+  job_ = &fn;
+  job_n_ = n;
+  job_chunk_ = ((units + n_threads_ - 1) / n_threads_) * grain;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_chunk_ = chunk;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_task(fn, n, chunk, 0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
-  job_ = nullptr;
+  run_task(fn, n, job_chunk_, 0);
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
 }
 
 }  // namespace ama

@@ -1,6 +1,7 @@
 // A small fork-join thread pool. The machines have 2 cores, so the pool never
-// holds more workers than asked for, and idle workers sleep on a condition
-// variable instead of spinning.
+// holds more workers than asked for. Between the closely spaced calls of a
+// forward pass a worker polls for a few tens of microseconds; an idle pool
+// sleeps on a condition variable.
 //
 // parallel_for splits [0, n) into contiguous chunks by a fixed rule that
 // depends only on n and the grain, never on timing, and every output element
@@ -8,7 +9,9 @@
 // thread count; results are therefore bit-identical at 1 and 2 threads.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -27,7 +30,8 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Calls fn(begin, end) over chunks covering [0, n); blocks until all done.
-  // Chunks are multiples of `grain` (except the last).
+  // Chunks are multiples of `grain` (except the last). Calls from several
+  // threads are serialized; fn must not call parallel_for on the same pool.
   void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
   // Number of usable hardware threads (at least 1).
@@ -38,15 +42,17 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
+  std::mutex call_mu_;  // one parallel_for at a time
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
+  // Published to workers by the release increment of generation_.
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_chunk_ = 0;
-  size_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace ama

@@ -108,6 +108,98 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
   });
 }
 
+void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const float* keys,
+                          const float* values) {
+  const int d = a.d_head, n_kv = a.n_kv;
+  const int dp = bf16_k_pairs(d);             // head dims in pairs, padded for the tiles
+  const int kv_pairs = bf16_k_pairs(n_kv);    // keys in pairs, padded (V as the GEMM's K)
+  const int kv_panels = static_cast<int>(panel_count(n_kv));
+  const int d_panels = static_cast<int>(panel_count(d));
+  const size_t k_stride = static_cast<size_t>(dp) * 2 * kPanelWidth;        // one K^T panel
+  const size_t v_stride = static_cast<size_t>(kv_pairs) * 2 * kPanelWidth;  // one V panel
+  const int mr = kt.gemm_bf16_rows;
+  const int q_tiles = (a.n_q + mr - 1) / mr;
+  const int ldq = 2 * dp;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  // Per head, in the bf16 GEMM layouts: K^T panels (keys are output columns),
+  // V panels (head dims are output columns, keys the reduction), and Q rows
+  // zero-padded to whole tiles.
+  std::vector<uint16_t> kp(static_cast<size_t>(a.n_head) * kv_panels * k_stride);
+  std::vector<uint16_t> vp(static_cast<size_t>(a.n_head) * d_panels * v_stride);
+  std::vector<uint16_t> qb(static_cast<size_t>(a.n_head) * q_tiles * mr * ldq, 0);
+  pool.parallel_for(a.n_head, 1, [&](size_t h0, size_t h1) {
+    std::vector<float> tmp(static_cast<size_t>(std::max(n_kv, 1)) * d);
+    for (size_t h = h0; h < h1; ++h) {
+      for (int j = 0; j < n_kv; ++j)
+        std::memcpy(tmp.data() + static_cast<size_t>(j) * d, keys + static_cast<size_t>(j) * a.ld_kv + h * d, d * 4);
+      pack_bf16_panels(tmp.data(), n_kv, d, kp.data() + h * kv_panels * k_stride);
+      for (int j = 0; j < n_kv; ++j)
+        for (int c = 0; c < d; ++c) tmp[static_cast<size_t>(c) * n_kv + j] = values[static_cast<size_t>(j) * a.ld_kv + h * d + c];
+      pack_bf16_panels(tmp.data(), d, n_kv, vp.data() + h * d_panels * v_stride);
+      uint16_t* qh = qb.data() + h * q_tiles * mr * ldq;
+      for (int i = 0; i < a.n_q; ++i) kt.to_bf16_row(a.q + static_cast<size_t>(i) * a.ld_q + h * d, d, qh + static_cast<size_t>(i) * ldq);
+    }
+  });
+
+  pool.parallel_for(static_cast<size_t>(a.n_head) * q_tiles, 1, [&](size_t t0, size_t t1) {
+    alignas(64) float s[kGemmMaxRows * kKeyBlock];
+    alignas(64) uint16_t pb[kGemmMaxRows * kKeyBlock];
+    alignas(64) float acc[kGemmMaxRows * 32];
+    std::vector<float> o(static_cast<size_t>(kGemmMaxRows) * d);
+    float m[kGemmMaxRows], l[kGemmMaxRows];
+    std::memset(pb, 0, sizeof pb);
+    for (size_t t = t0; t < t1; ++t) {
+      const int h = static_cast<int>(t / q_tiles);
+      const int tile = static_cast<int>(t % q_tiles);
+      const int i0 = tile * mr;
+      const int rows = std::min(mr, a.n_q - i0);
+      const uint16_t* qh = qb.data() + (static_cast<size_t>(h) * q_tiles + tile) * mr * ldq;
+      const uint16_t* kh = kp.data() + static_cast<size_t>(h) * kv_panels * k_stride;
+      const uint16_t* vh = vp.data() + static_cast<size_t>(h) * d_panels * v_stride;
+      std::fill(o.begin(), o.end(), 0.0f);
+      for (int r = 0; r < rows; ++r) m[r] = -INFINITY, l[r] = 0.0f;
+      for (int kb = 0; kb < n_kv; kb += kKeyBlock) {
+        const int kn = std::min(kKeyBlock, n_kv - kb);
+        for (int c = 0; c < kn; c += 32) {
+          const int np = kn - c > 16 ? 2 : 1;
+          kt.gemm_bf16_tile(qh, ldq, rows, kh + static_cast<size_t>((kb + c) / kPanelWidth) * k_stride, k_stride, np,
+                            dp, acc);
+          const int cols = std::min(32, kn - c);
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j) s[r * kKeyBlock + c + j] = acc[r * 32 + j] * scale;
+        }
+        for (int r = 0; r < rows; ++r) {
+          float* sr = s + r * kKeyBlock;
+          float bmax = m[r];
+          for (int j = 0; j < kn; ++j) bmax = std::max(bmax, sr[j]);
+          const float alpha = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - bmax);
+          m[r] = bmax;
+          l[r] = l[r] * alpha + kt.exp_sum(sr, kn, bmax);
+          kt.to_bf16_row(sr, kn, pb + r * kKeyBlock);
+          for (int j = kn; j < kKeyBlock; ++j) pb[r * kKeyBlock + j] = 0;  // stale values must not add
+          float* orow = o.data() + static_cast<size_t>(r) * d;
+          for (int c = 0; c < d; ++c) orow[c] *= alpha;
+        }
+        // o += P V: keys kb.. are the reduction, a whole number of tile pairs.
+        const int k_pairs = std::min(kKeyBlock / 2, kv_pairs - kb / 2);
+        for (int c = 0; c < d; c += 32) {
+          const int np = d - c > 16 ? 2 : 1;
+          kt.gemm_bf16_tile(pb, kKeyBlock, rows, vh + static_cast<size_t>(c / kPanelWidth) * v_stride + static_cast<size_t>(kb / 2) * 32,
+                            v_stride, np, k_pairs, acc);
+          const int cols = std::min(32, d - c);
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j) o[static_cast<size_t>(r) * d + c + j] += acc[r * 32 + j];
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        const float inv = 1.0f / l[r];
+        float* dst = a.out + static_cast<size_t>(i0 + r) * a.ld_out + h * d;
+        for (int c = 0; c < d; ++c) dst[c] = o[static_cast<size_t>(r) * d + c] * inv;
+      }
+    }
+  });
+}
+
 template <typename KV>
 void attention_rows(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                     const KV* values) {

@@ -187,7 +187,9 @@ class CpuBackend final : public Backend {
     const cpu::AttentionArgs args{q, n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, out, ld_out};
     // Many queries over many keys (the encoder): flash. Decoder steps and
     // prompts: one query row at a time.
-    if (!causal && n_q >= 32)
+    if (!causal && n_q >= 32 && compute_ != ComputeType::f32)
+      cpu::attention_flash_bf16(k_, pool_, args, k, v);
+    else if (!causal && n_q >= 32)
       cpu::attention_flash_f32(k_, pool_, args, k, v);
     else
       cpu::attention_rows(k_, pool_, args, k, v);
