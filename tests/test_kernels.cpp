@@ -125,7 +125,9 @@ void check_quantized_linear(CpuBackendOptions o, const std::vector<GemmShape>& s
     auto made = make_cpu_backend(o);
     ASSERT_TRUE(made.ok()) << made.message();
     auto be = std::move(made.value());
-    if (o.emulate_amx) ASSERT_NE(be->describe().find("amx_emulated"), std::string::npos) << be->describe();
+    if (o.emulate_amx) {
+      ASSERT_NE(be->describe().find("amx_emulated"), std::string::npos) << be->describe();
+    }
     for (const auto& s : shapes) {
       SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
                    " n=" + std::to_string(s.n));

@@ -225,17 +225,9 @@ class CpuBackend final : public Backend {
           for (int i = m0; i < m1; i += tile_rows) {
             const int rows = std::min(tile_rows, m1 - i);
             tile(i, rows, j, n_panels, acc);
-            for (int r = 0; r < rows; ++r) {
-              float* yr = y + static_cast<size_t>(i + r) * ldy + j;
-              float* a = acc + r * 32;
-              if (bias)
-                for (int c = 0; c < cols; ++c) a[c] += bias[j + c];
-              if (act == Activation::gelu) k_.gelu(a, cols);
-              if (accumulate)
-                for (int c = 0; c < cols; ++c) yr[c] += a[c];
-              else
-                for (int c = 0; c < cols; ++c) yr[c] = a[c];
-            }
+            for (int r = 0; r < rows; ++r)
+              k_.epilogue_row(acc + r * 32, cols, bias ? bias + j : nullptr, act == Activation::gelu, accumulate,
+                              y + static_cast<size_t>(i + r) * ldy + j);
           }
         }
       }

@@ -58,6 +58,9 @@ struct KernelTable {
   void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                        int n_panels, int k_quads, int32_t* acc);
 
+  // GEMM epilogue for one row of a tile: y (+)= act(acc + bias), bias may be null.
+  void (*epilogue_row)(float* acc, int cols, const float* bias, bool gelu, bool accumulate, float* y);
+
   // Activation conversion for the bf16 and int8 GEMMs, one row at a time.
   void (*to_bf16_row)(const float* x, int n, uint16_t* out);  // round to nearest even
   // Affine u8: x ~ lo + scale q, scale = (max - min) / 255, q rounded to nearest even.

@@ -48,6 +48,7 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_u8s8_s32_1x16__avx2",
                                 4,
                                 avx2_ns::gemm_i8_tile_generic,
+                                avx2_ns::epilogue_row_generic,
                                 avx2_ns::to_bf16_row_generic,
                                 avx2_ns::quantize_u8_row_generic,
                                 "rowops_f32__avx2",

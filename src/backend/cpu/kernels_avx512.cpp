@@ -84,7 +84,13 @@ static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16
     case 3: return bf16_rows<3>(x, ldx, panels, w1, two, k_pairs, acc);
     case 4: return bf16_rows<4>(x, ldx, panels, w1, two, k_pairs, acc);
     case 5: return bf16_rows<5>(x, ldx, panels, w1, two, k_pairs, acc);
-    default: return bf16_rows<6>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 6: return bf16_rows<6>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 7: return bf16_rows<7>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 8: return bf16_rows<8>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 9: return bf16_rows<9>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 10: return bf16_rows<10>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 11: return bf16_rows<11>(x, ldx, panels, w1, two, k_pairs, acc);
+    default: return bf16_rows<12>(x, ldx, panels, w1, two, k_pairs, acc);
   }
 }
 
@@ -190,12 +196,13 @@ const KernelTable& kernel_table_avx512() {
       "gemm_f32_f32_6x32__avx512",
       6,
       avx512_ns::gemm_f32_tile,
-      cpu_features().avx512_bf16 ? "gemm_bf16_f32_6x32__avx512bf16" : "gemm_bf16_f32_1x16__avx512",
-      6,
+      cpu_features().avx512_bf16 ? "gemm_bf16_f32_8x32__avx512bf16" : "gemm_bf16_f32_1x16__avx512",
+      cpu_features().avx512_bf16 ? 8 : 6,
       cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile : avx512_ns::gemm_bf16_tile_generic,
       cpu_features().avx512_vnni ? "gemm_u8s8_s32_6x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
       6,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile : avx512_ns::gemm_i8_tile_generic,
+      avx512_ns::epilogue_row_generic,
       avx512_ns::to_bf16_row_generic,
       avx512_ns::quantize_u8_row_generic,
       "rowops_f32__avx512",

@@ -35,6 +35,7 @@ const KernelTable& kernel_table_scalar() {
                                 "gemm_u8s8_s32_1x16__scalar",
                                 4,
                                 scalar_ns::gemm_i8_tile_generic,
+                                scalar_ns::epilogue_row_generic,
                                 scalar_ns::to_bf16_row_generic,
                                 scalar_ns::quantize_u8_row_generic,
                                 "rowops_f32__scalar",
