@@ -263,7 +263,9 @@ namespace ama {
 
 ComputeType default_compute_type() {
   const Isa isa = selected_isa().isa;
-  if (isa == Isa::amx || (isa == Isa::avx512 && cpu_features().avx512_bf16)) return ComputeType::bf16;
+  const CpuFeatures& f = cpu_features();
+  if (isa == Isa::amx || (isa == Isa::avx512 && f.avx512_bf16 && f.avx512_vnni)) return ComputeType::int8;
+  if (isa == Isa::avx512 && f.avx512_bf16) return ComputeType::bf16;
   return ComputeType::f32;
 }
 

@@ -22,11 +22,14 @@ struct CpuBackendOptions {
 
 Result<std::unique_ptr<Backend>> make_cpu_backend(const CpuBackendOptions& options);
 
-// The fastest compute type that meets the oracle's accuracy bar on this CPU:
-// bf16 where the CPU has a bf16 dot product (AMX or AVX-512 BF16), else f32.
-// Measured on an AVX-512 BF16 machine at 2 threads (base, amanuensis bench):
-// encoder bf16 387 ms, int8 404 ms, f32 555 ms; bf16 and int8 both meet the
-// fast-path bar, bf16 with the wider margin.
+// The fastest compute type that meets the oracle's accuracy bar on this CPU.
+// Measured on an AVX-512 BF16 + VNNI machine at 2 threads (amanuensis bench,
+// medians of 5 encoder runs): base encoder int8 298-308 ms, bf16 345-355 ms,
+// f32 525-543 ms; small encoder int8 1009, bf16 1383, f32 2091 ms. int8
+// (encoder MLPs in int8, the rest in bf16) and bf16 both meet the fast-path
+// bar (tests/test_oracle.cpp). So: int8 where the CPU has both an int8 and a
+// bf16 dot product (AMX, or AVX-512 VNNI + BF16), bf16 where it has only the
+// latter, else f32.
 ComputeType default_compute_type();
 // "auto" or a compute type name.
 Result<ComputeType> parse_compute_type(const std::string& name);

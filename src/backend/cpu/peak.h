@@ -9,7 +9,8 @@
 namespace ama::cpu {
 
 struct MachinePeaks {
-  // GFLOP/s of independent FMA chains (2 flops per lane): scalar, AVX2, AVX-512.
+  // GFLOP/s of independent multiply-add chains (2 flops per lane): baseline
+  // SSE2 (what the scalar kernels compile to), AVX2 FMA, AVX-512 FMA.
   double f32_gflops[3] = {0, 0, 0};
   double bf16_gflops = 0;   // AVX-512 BF16 vdpbf16ps (4 flops per 32-bit lane), 0 if absent
   double int8_gops = 0;     // AVX-512 VNNI vpdpbusd (8 ops per 32-bit lane), 0 if absent
