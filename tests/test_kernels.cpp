@@ -330,6 +330,63 @@ TEST_P(Kernels, AttentionMatchesReference) {
   }
 }
 
+// Encoder attention on the bf16 tiles (compute bf16/int8): Q, K, P and V are
+// rounded to bf16 (relative 2^-9 each). A score s = q.k / sqrt(d) moves by
+// about 2^-8 (|s| + max|s|) in the exponent, which changes each weight by that
+// factor, and the rounding of P and V adds 2^-8: the output error is below
+// (2^-7 (max|s| + 1) + 2^-8) max|v|.
+struct FlashCase {
+  int n, n_head, d_head;
+};
+
+void check_bf16_flash(CpuBackendOptions o, const std::vector<FlashCase>& cases) {
+  o.compute = ComputeType::bf16;
+  auto be = std::move(make_cpu_backend(o).value());
+  for (const FlashCase& c : cases) {
+    SCOPED_TRACE("n=" + std::to_string(c.n) + " d=" + std::to_string(c.d_head));
+    const int w = c.n_head * c.d_head;
+    auto q = random_vec(static_cast<size_t>(c.n) * w, 31), k = random_vec(q.size(), 32), v = random_vec(q.size(), 33);
+    std::vector<float> out(q.size());
+    be->attention(q.data(), c.n, w, k.data(), v.data(), c.n, w, c.n_head, c.d_head, false, 0, out.data(), w);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(c.d_head));
+    double vmax = 0;
+    for (float x : v) vmax = std::max(vmax, std::fabs(static_cast<double>(x)));
+    for (int h = 0; h < c.n_head; ++h)
+      for (int i = 0; i < c.n; i += std::max(1, c.n / 16)) {
+        std::vector<double> p(c.n);
+        double mx = -INFINITY, smax = 0, sum = 0;
+        for (int j = 0; j < c.n; ++j) {
+          double t = 0;
+          for (int e = 0; e < c.d_head; ++e) t += static_cast<double>(q[i * w + h * c.d_head + e]) * k[j * w + h * c.d_head + e];
+          p[j] = t * scale;
+          mx = std::max(mx, p[j]);
+          smax = std::max(smax, std::fabs(p[j]));
+        }
+        for (auto& x : p) sum += x = std::exp(x - mx);
+        const double tol = (std::ldexp(1.0, -7) * (smax + 1) + std::ldexp(1.0, -8)) * vmax;
+        for (int e = 0; e < c.d_head; ++e) {
+          double ref = 0;
+          for (int j = 0; j < c.n; ++j) ref += p[j] / sum * v[j * w + h * c.d_head + e];
+          ASSERT_NEAR(out[i * w + h * c.d_head + e], ref, tol) << "head " << h << " query " << i << " dim " << e;
+        }
+      }
+  }
+}
+
+TEST_P(Kernels, Bf16FlashAttentionMatchesReference) {
+  CpuBackendOptions o;
+  o.force_isa = true;
+  o.isa = GetParam();
+  check_bf16_flash(o, {{1500, 2, 64}, {40, 3, 32}, {77, 1, 80}});
+}
+
+TEST(AmxEmulation, Bf16FlashAttentionMatchesReference) {
+  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "AMX emulation needs the AVX-512 kernels";
+  CpuBackendOptions o;
+  o.emulate_amx = true;
+  check_bf16_flash(o, {{40, 3, 32}, {77, 1, 80}, {129, 2, 64}});
+}
+
 // Work splitting never changes a result, at any compute type.
 TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
   const int m = 301, k = 77, n = 197;

@@ -8,8 +8,36 @@
 namespace ama::cpu {
 
 namespace {
-constexpr int kKeyBlock = 128;  // 8 panels: the score tile [6][128] stays in L1
+constexpr int kKeyBlock = 128;  // 8 panels: the score tile [rows][128] stays in L1
+
+// Online softmax for one key block of one query row: turns the scores sr[0,
+// kn) into exp(s - new max), folds them into the running max m and sum l,
+// and rescales the output row o[d] accumulated under the old max.
+inline void online_softmax_step(const KernelTable& kt, float* sr, int kn, float& m, float& l, float* o, int d) {
+  float bmax = m;
+  for (int j = 0; j < kn; ++j) bmax = std::max(bmax, sr[j]);
+  const float alpha = m == -INFINITY ? 0.0f : std::exp(m - bmax);
+  m = bmax;
+  l = l * alpha + kt.exp_sum(sr, kn, bmax);
+  for (int c = 0; c < d; ++c) o[c] *= alpha;
 }
+
+// Adds a GEMM tile acc[rows][32] (cols valid columns) into o[rows][d] at column c.
+inline void add_tile(const float* acc, int rows, int cols, float* o, int d, int c) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) o[static_cast<size_t>(r) * d + c + j] += acc[r * 32 + j];
+}
+
+// out rows = o / l, for the query rows i0.. of head h.
+inline void write_rows(const AttentionArgs& a, int h, int i0, int rows, const float* o, const float* l) {
+  const int d = a.d_head;
+  for (int r = 0; r < rows; ++r) {
+    const float inv = 1.0f / l[r];
+    float* dst = a.out + static_cast<size_t>(i0 + r) * a.ld_out + h * d;
+    for (int c = 0; c < d; ++c) dst[c] = o[static_cast<size_t>(r) * d + c] * inv;
+  }
+}
+}  // namespace
 
 void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const float* keys,
                          const float* values) {
@@ -74,17 +102,10 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
           for (int r = 0; r < rows; ++r)
             for (int j = 0; j < cols; ++j) s[r * kKeyBlock + c + j] = acc[r * 32 + j] * scale;
         }
-        // Online softmax: rescale what was accumulated under the old max.
         for (int r = 0; r < rows; ++r) {
           float* sr = s + r * kKeyBlock;
-          float bmax = m[r];
-          for (int j = 0; j < kn; ++j) bmax = std::max(bmax, sr[j]);
-          const float alpha = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - bmax);
-          m[r] = bmax;
-          l[r] = l[r] * alpha + kt.exp_sum(sr, kn, bmax);
+          online_softmax_step(kt, sr, kn, m[r], l[r], o.data() + static_cast<size_t>(r) * d, d);
           for (int j = kn; j < kKeyBlock; ++j) sr[j] = 0.0f;  // the tail must not add stale values
-          float* orow = o.data() + static_cast<size_t>(r) * d;
-          for (int c = 0; c < d; ++c) orow[c] *= alpha;
         }
         // o += P V for this key block, 32 head dims at a time. Keys are the
         // GEMM's K dimension here; a partial last block reads zero-padded V.
@@ -94,16 +115,10 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
           kt.gemm_f32_tile(s, kKeyBlock, rows,
                            vh + (static_cast<size_t>(c / kPanelWidth) * n_kv_pad + kb) * kPanelWidth,
                            static_cast<size_t>(n_kv_pad) * kPanelWidth, np, kk, acc);
-          const int cols = std::min(32, d - c);
-          for (int r = 0; r < rows; ++r)
-            for (int j = 0; j < cols; ++j) o[static_cast<size_t>(r) * d + c + j] += acc[r * 32 + j];
+          add_tile(acc, rows, std::min(32, d - c), o.data(), d, c);
         }
       }
-      for (int r = 0; r < rows; ++r) {
-        const float inv = 1.0f / l[r];
-        float* dst = a.out + static_cast<size_t>(i0 + r) * a.ld_out + h * d;
-        for (int c = 0; c < d; ++c) dst[c] = o[static_cast<size_t>(r) * d + c] * inv;
-      }
+      write_rows(a, h, i0, rows, o.data(), l);
     }
   });
 }
@@ -170,15 +185,9 @@ void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const Attenti
         }
         for (int r = 0; r < rows; ++r) {
           float* sr = s + r * kKeyBlock;
-          float bmax = m[r];
-          for (int j = 0; j < kn; ++j) bmax = std::max(bmax, sr[j]);
-          const float alpha = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - bmax);
-          m[r] = bmax;
-          l[r] = l[r] * alpha + kt.exp_sum(sr, kn, bmax);
+          online_softmax_step(kt, sr, kn, m[r], l[r], o.data() + static_cast<size_t>(r) * d, d);
           kt.to_bf16_row(sr, kn, pb + r * kKeyBlock);
           for (int j = kn; j < kKeyBlock; ++j) pb[r * kKeyBlock + j] = 0;  // stale values must not add
-          float* orow = o.data() + static_cast<size_t>(r) * d;
-          for (int c = 0; c < d; ++c) orow[c] *= alpha;
         }
         // o += P V: keys kb.. are the reduction, a whole number of tile pairs.
         const int k_pairs = std::min(kKeyBlock / 2, kv_pairs - kb / 2);
@@ -186,16 +195,10 @@ void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const Attenti
           const int np = d - c > 16 ? 2 : 1;
           kt.gemm_bf16_tile(pb, kKeyBlock, rows, vh + static_cast<size_t>(c / kPanelWidth) * v_stride + static_cast<size_t>(kb / 2) * 32,
                             v_stride, np, k_pairs, acc);
-          const int cols = std::min(32, d - c);
-          for (int r = 0; r < rows; ++r)
-            for (int j = 0; j < cols; ++j) o[static_cast<size_t>(r) * d + c + j] += acc[r * 32 + j];
+          add_tile(acc, rows, std::min(32, d - c), o.data(), d, c);
         }
       }
-      for (int r = 0; r < rows; ++r) {
-        const float inv = 1.0f / l[r];
-        float* dst = a.out + static_cast<size_t>(i0 + r) * a.ld_out + h * d;
-        for (int c = 0; c < d; ++c) dst[c] = o[static_cast<size_t>(r) * d + c] * inv;
-      }
+      write_rows(a, h, i0, rows, o.data(), l);
     }
   });
 }
