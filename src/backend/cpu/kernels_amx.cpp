@@ -40,7 +40,10 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64);
 
 struct AmxHardware {
-  // Every tile: 16 rows of 64 bytes. g++ 12 declares only 8 bytes of input
+  // Every tile: 16 rows of 64 bytes, loaded once per thread (the flag is
+  // thread-local because tile configuration is per-thread state; code that
+  // changes it on our threads, such as another AMX library, would have to
+  // release it with tilerelease first). g++ 12 declares only 8 bytes of input
   // for _tile_loadconfig, so at -O3 it can drop the stores that build the
   // config; ldtilecfg in asm with the whole struct as an "m" operand and a
   // memory clobber keeps them.
