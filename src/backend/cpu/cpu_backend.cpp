@@ -66,6 +66,7 @@ class CpuBackend final : public Backend {
                     " compute=" + compute_type_name(compute_) + " gemm=" + gemm;
     if (&small_ != &k_ && compute_ != ComputeType::f32)
       s += std::string(" gemm_under_16_rows=") + (compute_ == ComputeType::bf16 ? small_.gemm_bf16_name : small_.gemm_i8_name);
+    if (compute_ == ComputeType::int8) s += std::string(" gemm_bf16=") + k_.gemm_bf16_name + " (non-MLP layers)";
     if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
     return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
   }
