@@ -252,19 +252,31 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         r.max_abs = e.max_abs, r.max_rel = e.max_rel;
         rows.push_back(r);
       }
-      if (wanted("attention_flash")) {
+      for (bool bf16 : {false, true}) {
+      if (!wanted("attention_flash")) break;
         const int heads = hp.n_audio_head, dh = d / heads, n = kAudioCtx;
         auto q = random_vec(static_cast<size_t>(n) * d, 8, 1.0f), k = random_vec(static_cast<size_t>(n) * d, 9, 1.0f),
              v = random_vec(static_cast<size_t>(n) * d, 10, 1.0f);
         std::vector<float> out(q.size());
         const cpu::AttentionArgs args{q.data(), n, d, n, d, heads, dh, false, 0, out.data(), d};
-        Row r{std::string("attention_flash_f32_") + std::to_string(kt.gemm_rows) + "x128__" + isa_name(isa), isa_name(isa),
+        const int tile_rows = bf16 ? kt.gemm_bf16_rows : kt.gemm_rows;
+        Row r{std::string(bf16 ? "attention_flash_bf16_" : "attention_flash_f32_") + std::to_string(tile_rows) +
+                  "x128__" + isa_name(isa),
+              isa_name(isa),
               std::to_string(heads) + "x" + std::to_string(n) + "x" + std::to_string(n) + "x" + std::to_string(dh) + " (" + a + " encoder)"};
         const int iters = isa == Isa::scalar ? std::min(o.iters, 2) : o.iters;
-        r.t = time_it(iters, [&] { cpu::attention_flash_f32(kt, pool, args, k.data(), v.data()); });
+        r.t = time_it(iters, [&] {
+          if (bf16)
+            cpu::attention_flash_bf16(kt, pool, args, k.data(), v.data());
+          else
+            cpu::attention_flash_f32(kt, pool, args, k.data(), v.data());
+        });
         r.rate = 4.0 * n * n * d / (r.t.min * 1e-3) * 1e-9;
         r.unit = "GFLOP/s";
-        r.peak_pct = 100.0 * r.rate / peaks.f32_peak(isa);
+        double peak = peaks.f32_peak(isa);
+        if (bf16 && std::string(kt.gemm_bf16_name).find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
+        if (bf16 && isa == Isa::amx) peak = peaks.amx_bf16_gflops;
+        r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
         // Reference: exact softmax attention in double for a few queries of head 0.
         ErrorStats e;
         const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
