@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "audio/mel.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
 #include "decode/logit_filters.h"
@@ -195,6 +196,38 @@ TEST(LongForm, SeeksThroughSeveralWindows) {
     last_seek = s.seek;
   }
   std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace ama
+
+namespace ama {
+namespace {
+
+// Language detection runs, as openai's, on the first 30 s of the padded
+// spectrogram (the mel of the appended silence past a short clip), not on
+// the zero-padded decoding window.
+TEST(LanguageDetection, UsesThePaddedSpectrogramLikeOpenai) {
+  auto be = make_cpu_backend({});
+  auto model = load_model(test::shared("oracle/micro/model.bin"), **be);
+  ASSERT_TRUE(model.ok()) << model.message();
+  auto audio = load_audio_16k(test::shared("audio/jfk.wav"));
+  ASSERT_TRUE(audio.ok());
+  Transcriber t(*model, **be);
+  LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
+  for (int tenths : {3, 7, 10, 20, 35, 50, 80, 110}) {
+    SCOPED_TRACE("clip of " + std::to_string(tenths / 10.0) + " s");
+    std::vector<float> clip(audio->begin(), audio->begin() + tenths * 1600);
+    auto mel = lm.compute(clip.data(), clip.size());
+    t.encode_window(mel.data(), LogMel::total_frames(clip.size()));
+    const std::string expected = t.detect_language();
+    TranscribeOptions o;
+    o.language = "auto";
+    auto r = t.transcribe(clip, o);
+    ASSERT_TRUE(r.ok()) << r.message();
+    EXPECT_EQ(r->language, expected);
+    EXPECT_FALSE(expected.empty());
+  }
 }
 
 }  // namespace

@@ -218,20 +218,32 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   size_t prompt_reset_since = 0;
   if (!o.initial_prompt.empty()) all_tokens = tok.encode(" " + trim(o.initial_prompt));
 
+  // Language detection, as openai: on the first 30 s of the padded
+  // spectrogram, whose frames past a short clip are the mel of the appended
+  // silence (the decoding windows below are zero-padded instead).
+  bool first_window_encoded = false;
+  if (tok.multilingual() && language_token < 0) {
+    const int frames = std::min(kNFramesPerWindow, LogMel::total_frames(audio.size()));
+    std::fill(window.begin(), window.end(), 0.0f);
+    mel_.raw_frames(audio.data(), audio.size(), 0, frames, window.data(), kNFramesPerWindow);
+    LogMel::normalize(window.data(), n_mels, frames, kNFramesPerWindow, gmax);
+    encode_window(window.data(), kNFramesPerWindow);
+    out.language = detect_language();
+    language_token = tok.language_token(out.language);
+    first_window_encoded = content_frames >= kNFramesPerWindow;  // then it is also the first decoding window
+  } else if (tok.multilingual()) {
+    out.language = o.language;
+  }
+
   int seek = 0;
   while (seek < content_frames) {
     const int segment_size = std::min(kNFramesPerWindow, content_frames - seek);
-    // openai pads the window with zeros (in normalized units) past the content.
-    std::fill(window.begin(), window.end(), 0.0f);
-    mel_.raw_frames(audio.data(), audio.size(), seek, seek + segment_size, window.data(), kNFramesPerWindow);
-    LogMel::normalize(window.data(), n_mels, segment_size, kNFramesPerWindow, gmax);
-    encode_window(window.data(), kNFramesPerWindow);
-
-    if (tok.multilingual() && language_token < 0) {
-      out.language = detect_language();
-      language_token = tok.language_token(out.language);
-    } else if (tok.multilingual() && out.language.empty()) {
-      out.language = o.language;
+    if (!(seek == 0 && first_window_encoded)) {
+      // openai pads the window with zeros (in normalized units) past the content.
+      std::fill(window.begin(), window.end(), 0.0f);
+      mel_.raw_frames(audio.data(), audio.size(), seek, seek + segment_size, window.data(), kNFramesPerWindow);
+      LogMel::normalize(window.data(), n_mels, segment_size, kNFramesPerWindow, gmax);
+      encode_window(window.data(), kNFramesPerWindow);
     }
 
     std::vector<int> prompt(all_tokens.begin() + prompt_reset_since, all_tokens.end());
