@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 #include <immintrin.h>
 #include <sched.h>
 
@@ -98,11 +99,19 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_task(fn, n, job_chunk_, 0);
+  // If our share throws (bad_alloc), the workers still use fn: wait for
+  // them before the exception leaves this frame.
+  std::exception_ptr error;
+  try {
+    run_task(fn, n, job_chunk_, 0);
+  } catch (...) {
+    error = std::current_exception();
+  }
   if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace ama
