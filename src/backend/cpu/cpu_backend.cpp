@@ -266,8 +266,8 @@ ComputeType default_compute_type() {
   const Isa isa = selected_isa().isa;
   const CpuFeatures& f = cpu_features();
   if (isa == Isa::amx || (isa == Isa::avx512 && f.avx512_bf16 && f.avx512_vnni)) return ComputeType::int8;
-  if (isa == Isa::avx512 && f.avx512_bf16) return ComputeType::bf16;
-  return ComputeType::f32;
+  if (isa == Isa::avx512) return f.avx512_bf16 ? ComputeType::bf16 : ComputeType::f32;
+  return ComputeType::bf16;  // AVX2 and scalar: the bf16 tiles beat their f32 ones (see the header)
 }
 
 Result<ComputeType> parse_compute_type(const std::string& s) {

@@ -35,6 +35,37 @@ static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* pan
     }
   }
 }
+
+// gemm_bf16_f32_4x16__avx2: AVX2 has no bf16 dot product, so each 32-bit
+// lane of a weight row (the pair k, k+1 of one column) is widened to two
+// f32 vectors with a shift and a mask (bf16 is the top half of an f32), and
+// both are multiply-added: 4 rows x 16 columns = 8 accumulators.
+static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
+                           int n_panels, int k_pairs, float* acc) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int p = 0; p < n_panels; ++p) {
+    const uint16_t* w = panels + p * panel_stride;
+    __m256 c[4][2];
+    for (int r = 0; r < 4; ++r) c[r][0] = c[r][1] = _mm256_setzero_ps();
+    for (int kp = 0; kp < k_pairs; ++kp) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kp * 32));       // columns 0-7
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kp * 32 + 16));  // columns 8-15
+      const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), o0 = _mm256_castsi256_ps(_mm256_and_si256(w0, hi_mask));
+      const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)), o1 = _mm256_castsi256_ps(_mm256_and_si256(w1, hi_mask));
+      for (int r = 0; r < 4; ++r) {
+        if (r >= rows) break;
+        const uint16_t* xr = x + r * ldx + 2 * kp;
+        const __m256 x0 = _mm256_set1_ps(bf16_value(xr[0])), x1 = _mm256_set1_ps(bf16_value(xr[1]));
+        c[r][0] = _mm256_fmadd_ps(x1, o0, _mm256_fmadd_ps(x0, e0, c[r][0]));
+        c[r][1] = _mm256_fmadd_ps(x1, o1, _mm256_fmadd_ps(x0, e1, c[r][1]));
+      }
+    }
+    for (int r = 0; r < rows; ++r) {
+      _mm256_storeu_ps(acc + r * 32 + p * 16, c[r][0]);
+      _mm256_storeu_ps(acc + r * 32 + p * 16 + 8, c[r][1]);
+    }
+  }
+}
 }  // namespace avx2_ns
 
 const KernelTable& kernel_table_avx2() {
@@ -42,9 +73,9 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_f32_f32_4x16__avx2",
                                 4,
                                 avx2_ns::gemm_f32_tile,
-                                "gemm_bf16_f32_1x16__avx2",
+                                "gemm_bf16_f32_4x16__avx2",
                                 4,
-                                avx2_ns::gemm_bf16_tile_generic,
+                                avx2_ns::gemm_bf16_tile,
                                 "gemm_u8s8_s32_1x16__avx2",
                                 4,
                                 avx2_ns::gemm_i8_tile_generic,
