@@ -31,7 +31,7 @@ Result<std::unique_ptr<Backend>> make_cpu_backend(const CpuBackendOptions& optio
 // bf16 dot product (AMX, or AVX-512 VNNI + BF16), bf16 where it has only the
 // latter, f32 on AVX-512 without BF16. On AVX2 and scalar the bf16 tiles are
 // faster than the f32 ones (1500x512x2048 at 2 threads: AVX2 bf16 144 GFLOP/s
-// against f32 62; scalar 22 against 12), so bf16 there too.
+// against f32 80; scalar 22 against 12), so bf16 there too.
 ComputeType default_compute_type();
 // "auto" or a compute type name.
 Result<ComputeType> parse_compute_type(const std::string& name);
