@@ -43,6 +43,29 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
+// The engine through the C++ API on one backend configuration: the whole
+// padded spectrogram, the first window's encoder output, and the logits.
+struct EngineRun {
+  std::vector<float> mel, encoder_out, logits;
+};
+
+Result<EngineRun> run_engine(const OracleCase& c, const CpuBackendOptions& options, const std::vector<float>& audio) {
+  auto be = make_cpu_backend(options);
+  if (!be) return be.error();
+  auto model = load_model(c.dir + "/model.bin", **be);
+  if (!model) return model.error();
+  EngineRun r;
+  LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
+  r.mel = lm.compute(audio.data(), audio.size());
+  Transcriber t(*model, **be);
+  t.encode_window(r.mel.data(), LogMel::total_frames(audio.size()));
+  r.encoder_out = t.encoder_output();
+  auto logits = t.logits_for(c.tokens);
+  if (!logits) return logits.error();
+  r.logits = std::move(logits.value());
+  return r;
+}
+
 class Oracle : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Oracle, MelThroughCli) {
@@ -101,27 +124,19 @@ TEST_P(Oracle, EncoderAndLogitsThroughApiOnEveryIsa) {
       bo.force_isa = true;
       bo.isa = isa;
       bo.n_threads = threads;
-      auto be = make_cpu_backend(bo);
-      ASSERT_TRUE(be.ok()) << be.message();
-      auto model = load_model(c.dir + "/model.bin", **be);
-      ASSERT_TRUE(model.ok()) << model.message();
-      LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
-      auto mel = lm.compute(audio->data(), audio->size());
-      auto dm = max_abs_diff(mel, ref_mel);
+      auto run = run_engine(c, bo, *audio);
+      ASSERT_TRUE(run.ok()) << run.message();
+      auto dm = max_abs_diff(run->mel, ref_mel);
       EXPECT_LE(dm.max_abs, kMelTol) << dm.str("mel");
-      Transcriber t(*model, **be);
-      t.encode_window(mel.data(), LogMel::total_frames(audio->size()));
-      auto de = max_abs_diff(t.encoder_output(), ref_enc);
+      auto de = max_abs_diff(run->encoder_out, ref_enc);
       EXPECT_LE(de.max_abs, kEncoderTol) << de.str("encoder_out");
-      auto logits = t.logits_for(c.tokens);
-      ASSERT_TRUE(logits.ok()) << logits.message();
-      auto dl = max_abs_diff(*logits, ref_logits);
+      auto dl = max_abs_diff(run->logits, ref_logits);
       EXPECT_LE(dl.max_abs, kLogitsTol) << dl.str("logits");
-      EXPECT_EQ(test::row_argmax(*logits, c.n_vocab), test::row_argmax(ref_logits, c.n_vocab));
+      EXPECT_EQ(test::row_argmax(run->logits, c.n_vocab), test::row_argmax(ref_logits, c.n_vocab));
       if (threads == 1)
-        first_logits = *logits;
+        first_logits = run->logits;
       else
-        EXPECT_TRUE(first_logits == *logits) << "results differ between 1 and 2 threads";
+        EXPECT_TRUE(first_logits == run->logits) << "results differ between 1 and 2 threads";
     }
   }
 }
@@ -153,16 +168,9 @@ TEST_P(Oracle, FastPathsMeetTheirBarOnEveryIsa) {
       bo.isa = isa;
       bo.emulate_amx = emulated;
       bo.compute = ct;
-      auto be = make_cpu_backend(bo);
-      ASSERT_TRUE(be.ok()) << be.message();
-      auto model = load_model(c.dir + "/model.bin", **be);
-      ASSERT_TRUE(model.ok()) << model.message();
-      LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);
-      auto mel = lm.compute(audio->data(), audio->size());
-      Transcriber t(*model, **be);
-      t.encode_window(mel.data(), LogMel::total_frames(audio->size()));
-      auto logits = t.logits_for(c.tokens);
-      ASSERT_TRUE(logits.ok()) << logits.message();
+      auto run = run_engine(c, bo, *audio);
+      ASSERT_TRUE(run.ok()) << run.message();
+      const std::vector<float>* logits = &run->logits;
       auto d = max_abs_diff(*logits, ref);
       EXPECT_LE(d.max_abs, 0.25) << d.str("logits");
       double worst_corr = 1.0;
