@@ -4,6 +4,8 @@
 // error against the plain scalar reference.
 #include "kernels_command.h"
 
+#include "command.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -355,3 +357,25 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
 }
 
 }  // namespace ama
+
+namespace ama::cli {
+
+Command add_kernels_command(CLI::App& root) {
+  auto* sub = root.add_subcommand("kernels", "the kernel harness: time and check each kernel at Whisper's shapes");
+  auto o = std::make_shared<KernelsOptions>();
+  sub->add_option("--kernel", o->kernel, "only kernels whose name contains this");
+  sub->add_option("--shape", o->shape, "MxKxN for GEMMs, ROWSxCOLS for row ops");
+  sub->add_option("--isa", o->isa, "scalar|avx2|avx512|amx (default: every supported one)");
+  sub->add_option("--arch", o->arch, "Whisper shapes: tiny|base|small|medium|large-v3|all");
+  sub->add_option("--iters", o->iters, "timed iterations (after one warm-up)");
+  sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
+  sub->add_flag("--json", o->json, "print JSON");
+  return {sub, [o] {
+            auto report = run_kernel_harness(*o);
+            if (!report) return fail(report.message());
+            std::printf("%s", report->c_str());
+            return 0;
+          }};
+}
+
+}  // namespace ama::cli

@@ -2,7 +2,10 @@
 # Installs the Debian packages Amanuensis builds with. Idempotent: installs
 # only what is missing.
 set -euo pipefail
-packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev)
+# FFmpeg's libraries read audio (src/audio/audio_source.cpp); the ffmpeg CLI makes test inputs.
+packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+          libavformat-dev libavcodec-dev libavutil-dev libswresample-dev ffmpeg
+          zlib1g-dev)  # zlib: tests/npz.h inflates numpy .npz reference data
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -219,8 +219,10 @@ TEST(LanguageDetection, UsesThePaddedSpectrogramLikeOpenai) {
     SCOPED_TRACE("clip of " + std::to_string(tenths / 10.0) + " s");
     std::vector<float> clip(audio->begin(), audio->begin() + tenths * 1600);
     auto mel = lm.compute(clip.data(), clip.size());
-    t.encode_window(mel.data(), LogMel::total_frames(clip.size()));
-    const std::string expected = t.detect_language();
+    ASSERT_TRUE(t.encode_window(mel.data(), LogMel::total_frames(clip.size())).ok());
+    auto detected = t.detect_language();
+    ASSERT_TRUE(detected.ok()) << detected.message();
+    const std::string expected = *detected;
     TranscribeOptions o;
     o.language = "auto";
     auto r = t.transcribe(clip, o);

@@ -283,7 +283,10 @@ TEST_P(Kernels, AttentionMatchesReference) {
     int q_pos0;
   };
   const Case cases[] = {{1500, 1500, 2, 64, false, 0}, {1, 1500, 8, 64, false, 0}, {5, 5, 6, 64, true, 0},
-                        {1, 37, 8, 64, true, 36},     {3, 10, 3, 5, true, 7},       {7, 1, 1, 1, false, 0}};
+                        {1, 37, 8, 64, true, 36},     {3, 10, 3, 5, true, 7},       {7, 1, 1, 1, false, 0},
+                        // one-query rows at every head size with a register variant (16 keys at a time, then a tail)
+                        {2, 300, 2, 128, false, 0},   {1, 77, 3, 80, true, 76},     {2, 50, 2, 32, false, 0},
+                        {1, 33, 4, 16, false, 0},     {1, 40, 1, 96, false, 0}};
   for (const auto& c : cases) {
     SCOPED_TRACE("n_q=" + std::to_string(c.n_q) + " n_kv=" + std::to_string(c.n_kv));
     const int w = c.n_head * c.d_head;
@@ -419,6 +422,35 @@ TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
 INSTANTIATE_TEST_SUITE_P(AllIsas, Kernels, ::testing::ValuesIn(all_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
+// A PackedMatrix this backend did not pack (another backend's, or a kind it
+// does not know) must stop linear() with the op-check report (op_checks.h:
+// report and abort), never be cast to one of the backend's own layouts.
+class ForeignPackedMatrix final : public PackedMatrix {};
+
+TEST(CpuBackendDeathTest, LinearRejectsAForeignPackedMatrix) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the backend owns a thread pool
+  for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
+    SCOPED_TRACE(compute_type_name(ct));
+    CpuBackendOptions o;
+    o.compute = ct;
+    o.n_threads = 2;
+    auto made = make_cpu_backend(o);
+    ASSERT_TRUE(made.ok()) << made.message();
+    auto be = std::move(made.value());
+    ForeignPackedMatrix foreign;
+    foreign.n_out = 4;
+    foreign.n_in = 8;
+    std::vector<float> x(8, 1.0f), y(4, 0.0f);
+    EXPECT_DEATH(be->linear(x.data(), 1, 8, foreign, nullptr, Activation::none, false, y.data(), 4),
+                 "internal check failed.*not packed by this CPU backend");
+    // The same call with the backend's own packing runs (the check is not
+    // simply always failing).
+    std::vector<float> w(32, 0.5f);
+    be->linear(x.data(), 1, 8, *be->pack(w.data(), 4, 8), nullptr, Activation::none, false, y.data(), 4);
+    EXPECT_NEAR(y[0], 4.0f, 0.05f);
+  }
+}
+
 TEST(CpuFeatures, EnvironmentCapsTheIsa) {
   // selected_isa() is computed once per process, so check through the CLI.
   auto r = test::run_command("AMANUENSIS_ISA=scalar " + std::string(AMA_CLI_PATH) + " info");
@@ -426,6 +458,35 @@ TEST(CpuFeatures, EnvironmentCapsTheIsa) {
   EXPECT_NE(r.out.find("selected isa: scalar (forced by AMANUENSIS_ISA=scalar"), std::string::npos) << r.out;
   auto bogus = test::run_command("AMANUENSIS_ISA=bogus " + std::string(AMA_CLI_PATH) + " info");
   EXPECT_NE(bogus.out.find("not one of"), std::string::npos) << bogus.out;
+}
+
+// The error reports every numeric test relies on (test_util.h): a comparison
+// that looked at nothing must fail, not pass. A missing or truncated output
+// (sizes differ) or two empty ones give max_abs = INFINITY, which fails any
+// EXPECT_LE(d.max_abs, tol), and the report says why.
+TEST(TestUtil, MaxAbsDiffFailsWhenSizesDifferOrNothingIsCompared) {
+  const std::vector<float> ref = {1.0f, 2.0f, 3.0f};
+  const std::vector<float> truncated = {1.0f, 2.0f}, longer = {1.0f, 2.0f, 3.0f, 4.0f}, none;
+  for (const std::vector<float>* ours : {&truncated, &longer, &none}) {
+    const test::Diff d = test::max_abs_diff(*ours, ref);
+    EXPECT_FALSE(d.max_abs <= 1e-3) << "compared " << ours->size() << " elements with 3 and passed: " << d.str();
+    const std::string want = "sizes differ: ours " + std::to_string(ours->size()) + ", reference 3";
+    EXPECT_NE(d.str("logits").find(want), std::string::npos) << d.str("logits");
+  }
+  const test::Diff both_empty = test::max_abs_diff(none, std::vector<double>{});
+  EXPECT_FALSE(both_empty.max_abs <= 1e-3) << "two empty arrays passed: " << both_empty.str();
+  EXPECT_NE(both_empty.str().find("nothing to compare"), std::string::npos) << both_empty.str();
+
+  // Equal sizes: the largest error and where it is; NaN counts as infinite.
+  std::vector<float> off = ref;
+  off[1] = 2.5f;
+  const test::Diff d = test::max_abs_diff(off, ref);
+  EXPECT_EQ(d.max_abs, 0.5);
+  EXPECT_EQ(d.worst, 1u);
+  off[2] = NAN;
+  const test::Diff dn = test::max_abs_diff(off, ref);
+  EXPECT_FALSE(dn.max_abs <= 1e-3) << dn.str();
+  EXPECT_EQ(dn.worst, 2u);
 }
 
 }  // namespace

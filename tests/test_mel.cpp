@@ -1,6 +1,7 @@
 // The audio front end: the FFT against a direct DFT, the computed mel
-// filterbank against the one in whisper.cpp's files, and window-by-window
-// log-mel against the whole-file computation.
+// filterbanks against the one in whisper.cpp's files and openai's own
+// mel_filters.npz, and window-by-window log-mel against the whole-file
+// computation.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,8 +12,10 @@
 #include "audio/mel.h"
 #include "audio/resample.h"
 #include "model/ggml_file.h"
+#include "npz.h"
 #include "test_util.h"
 #include <cstdio>
+#include <fstream>
 
 namespace ama {
 namespace {
@@ -38,6 +41,7 @@ TEST(Fft, MatchesDirectDftAtMixedRadixSizes) {
 
 TEST(MelFilters, ComputedSlaneyFiltersMatchWhisperFiles) {
   auto r = GgmlReader::open(test::shared("models/whisper-vocab/for-tests-ggml-base.bin"));
+  ASSERT_TRUE(r.ok()) << r.message();
   auto h = r->read_header();
   ASSERT_TRUE(h.ok());
   auto ours = slaney_mel_filters(80);
@@ -52,6 +56,62 @@ TEST(MelFilters, ComputedSlaneyFiltersMatchWhisperFiles) {
     for (int b = 0; b < 201; ++b) s += f128[m * 201 + b];
     EXPECT_GT(s, 0.0) << "filter " << m;
   }
+}
+
+// Both of our filterbanks, 80 and 128 bins, against the arrays openai's
+// log_mel_spectrogram loads (whisper/assets/mel_filters.npz, made with
+// librosa.filters.mel). Tolerance, with u = 2^-24 (float32's unit
+// roundoff): librosa builds the triangles t in float64, stores them in a
+// float32 array (one rounding), then multiplies by the Slaney norm e in
+// float64 and stores float32 again (a second rounding): theirs =
+// fl(fl(t) e), within 2u |x| of the exact t e. We round t e once: within
+// u |x|. So |ours - theirs| <= 3u |x| (at most a few float32 ulps), plus the
+// float64 differences in how t and e are formed (summation order in
+// linspace and the mel scale, ~1e-16 relative), which reach ~1e-14 in
+// absolute terms only at a triangle's edge where t is a difference of
+// nearly equal frequencies: 1e-13 absolute covers that.
+TEST(MelFilters, ComputedFiltersMatchOpenaiNpz) {
+  constexpr double kU = 1.0 / 16777216.0;
+  for (int n_mels : {80, 128}) {
+    SCOPED_TRACE("mel_" + std::to_string(n_mels));
+    auto theirs = test::read_npz_f32(test::shared("whisper-assets/mel_filters.npz"), "mel_" + std::to_string(n_mels));
+    ASSERT_TRUE(theirs.ok()) << theirs.message();
+    ASSERT_EQ(theirs->shape, (std::vector<size_t>{static_cast<size_t>(n_mels), 201}));
+    const std::vector<float> ours = slaney_mel_filters(n_mels);
+    ASSERT_EQ(ours.size(), theirs->data.size());
+    double worst = -1;  // largest error / tolerance
+    size_t at = 0, differing = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      const double t = theirs->data[i], err = std::fabs(ours[i] - t), tol = 3 * kU * std::fabs(t) + 1e-13;
+      differing += ours[i] != theirs->data[i];
+      if (err / tol > worst) worst = err / tol, at = i;
+    }
+    EXPECT_LE(worst, 1.0) << "worst element: filter " << at / 201 << ", bin " << at % 201 << ": ours " << ours[at]
+                          << ", openai " << theirs->data[at] << ", error " << std::fabs(ours[at] - theirs->data[at])
+                          << " (" << worst << " x the tolerance)";
+    std::printf("[mel filters] mel_%d: %zu of %zu elements differ from openai's; worst at %.2f x the tolerance\n", n_mels,
+                differing, ours.size(), worst);
+  }
+}
+
+// The npz reader refuses what it cannot read correctly rather than handing
+// back garbage: a missing array, and a damaged deflate stream.
+TEST(MelFilters, NpzReaderRejectsMissingArraysAndDamage) {
+  const std::string path = test::shared("whisper-assets/mel_filters.npz");
+  auto missing = test::read_npz_f32(path, "mel_64");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("mel_80.npy, mel_128.npy"), std::string::npos) << missing.message();
+
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 1000u);
+  bytes[500] = static_cast<char>(bytes[500] ^ 0x5a);  // inside mel_80.npy's deflated data
+  const std::string damaged = ::testing::TempDir() + "/mel_filters_damaged.npz";
+  std::ofstream(damaged, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  auto bad = test::read_npz_f32(damaged, "mel_80");
+  EXPECT_FALSE(bad.ok()) << "a damaged archive was read";
+  EXPECT_TRUE(test::read_npz_f32(damaged, "mel_128").ok());  // the other entry is intact
+  std::remove(damaged.c_str());
 }
 
 TEST(LogMel, WindowByWindowEqualsWholeFile) {

@@ -1,10 +1,12 @@
 // The fork-join pool: every index exactly once, across the spin and the
-// sleep paths, from several callers, and an exception from the caller's share.
+// sleep paths, from several callers, and exceptions from the caller's share
+// and from the workers' shares.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -63,6 +65,88 @@ TEST(ThreadPool, ExceptionFromCallerShareWaitsForWorkers) {
                std::runtime_error);
   EXPECT_EQ(worker_done.load(), 1);  // the worker finished before the exception escaped
   expect_covers(pool, 10, 1);        // and the pool still works
+}
+
+// Every share except the caller's throws, so the exception that reaches the
+// caller comes from a worker thread (before the fix it left the worker's
+// thread function and called std::terminate). Half the rounds the caller's
+// share is slow, so that the workers finish and go back to waiting first;
+// the other half a worker is slow and the caller waits for it.
+TEST(ThreadPool, ExceptionFromWorkerShareReachesCaller) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    const std::thread::id caller = std::this_thread::get_id();
+    for (int round = 0; round < 20; ++round) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + ", round " + std::to_string(round));
+      std::atomic<int> caller_shares{0}, worker_shares{0};
+      std::string what;
+      try {
+        pool.parallel_for(threads, 1, [&](size_t b, size_t) {
+          if (std::this_thread::get_id() == caller) {
+            if (round % 2 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            caller_shares += 1;
+            return;
+          }
+          if (round % 2 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          worker_shares += 1;
+          throw std::runtime_error("worker share " + std::to_string(b));
+        });
+      } catch (const std::runtime_error& e) {
+        what = e.what();
+      }
+      EXPECT_EQ(what.rfind("worker share ", 0), 0u) << "caught: '" << what << "'";
+      EXPECT_EQ(caller_shares.load(), 1);
+      EXPECT_EQ(worker_shares.load(), threads - 1);  // every worker share ran, on a worker thread
+      expect_covers(pool, 100, 1);                    // the pool still works, with no stale error
+    }
+  }
+}
+
+// When every share throws, the caller gets exactly one of the exceptions, of
+// any type, and only after the slowest share has finished.
+TEST(ThreadPool, ExceptionsFromAllSharesGiveOneAfterAllFinish) {
+  ThreadPool pool(3);
+  std::atomic<int> finished{0};
+  int caught = -1;
+  try {
+    pool.parallel_for(3, 1, [&](size_t b, size_t) {
+      if (b == 2) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      finished += 1;
+      throw static_cast<int>(b);  // not a std::exception: must still arrive intact
+    });
+  } catch (int b) {
+    caught = b;
+  }
+  EXPECT_GE(caught, 0);
+  EXPECT_LE(caught, 2);
+  EXPECT_EQ(finished.load(), 3);  // the slow share ended before the exception left parallel_for
+  expect_covers(pool, 1000, 3);
+  EXPECT_NO_THROW(pool.parallel_for(3, 1, [](size_t, size_t) {}));  // the error does not leak into the next call
+}
+
+// The first exception wins: a worker throws at once, the caller's share
+// throws 50 ms after seeing the worker start to throw.
+TEST(ThreadPool, FirstExceptionIsTheOneRethrown) {
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> worker_throwing{false};
+  std::string what;
+  try {
+    pool.parallel_for(2, 1, [&](size_t, size_t) {
+      if (std::this_thread::get_id() != caller) {
+        worker_throwing = true;
+        throw std::runtime_error("worker, first");
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!worker_throwing && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      throw std::runtime_error("caller, second");
+    });
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "worker, first");
+  expect_covers(pool, 10, 1);
 }
 
 }  // namespace

@@ -27,14 +27,26 @@ inline std::vector<float> read_f32(const std::string& path) {
   return v;
 }
 
+// max_abs_diff's report. A comparison that looked at nothing is a failure,
+// not a pass: when the sizes differ (a missing, truncated or empty output)
+// or both sides are empty, max_abs is INFINITY, so every caller's
+// EXPECT_LE(d.max_abs, tol) fails, and str() says why.
 struct Diff {
   double max_abs = 0;
   size_t worst = 0;
   double ours = 0, ref = 0;
+  size_t n_ours = 0, n_ref = 0;
+  bool size_mismatch = false;
+  bool empty = false;  // both sides empty: nothing was compared
   std::string str(const char* what = "") const {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%s max abs error %.3g at element %zu (ours %.9g, reference %.9g)", what, max_abs,
-                  worst, ours, ref);
+    if (size_mismatch)
+      std::snprintf(buf, sizeof buf, "%s sizes differ: ours %zu, reference %zu", what, n_ours, n_ref);
+    else if (empty)
+      std::snprintf(buf, sizeof buf, "%s both empty: nothing to compare", what);
+    else
+      std::snprintf(buf, sizeof buf, "%s max abs error %.3g at element %zu (ours %.9g, reference %.9g)", what, max_abs,
+                    worst, ours, ref);
     return buf;
   }
 };
@@ -42,7 +54,15 @@ struct Diff {
 template <typename A, typename B>
 Diff max_abs_diff(const A& ours, const B& ref) {
   Diff d;
-  for (size_t i = 0; i < ours.size() && i < ref.size(); ++i) {
+  d.n_ours = ours.size();
+  d.n_ref = ref.size();
+  if (d.n_ours != d.n_ref || d.n_ours == 0) {
+    d.size_mismatch = d.n_ours != d.n_ref;
+    d.empty = !d.size_mismatch;
+    d.max_abs = INFINITY;
+    return d;
+  }
+  for (size_t i = 0; i < ours.size(); ++i) {
     const double e = std::fabs(static_cast<double>(ours[i]) - static_cast<double>(ref[i]));
     if (e > d.max_abs || std::isnan(e)) {
       d.max_abs = std::isnan(e) ? INFINITY : e;

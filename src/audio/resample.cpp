@@ -15,7 +15,7 @@
 #include <numbers>
 #include <numeric>
 
-#include "audio/wav.h"
+#include "audio/audio_source.h"
 
 namespace ama {
 namespace {
@@ -33,10 +33,6 @@ constexpr double kKaiserBeta = 0.1102 * (kDesignAttenuationDb - 8.7);
 // The window is tabulated and linearly interpolated: with 8192 intervals the
 // interpolation error is below 1e-7 (-140 dB), far under the stopband.
 constexpr int kWindowTableIntervals = 8192;
-// Refuse to make load_audio_16k output longer than 24 h at 16 kHz
-// (1.38e9 samples, 5.5 GB): a tiny file with a 1 Hz sample rate would
-// otherwise expand 16000-fold.
-constexpr uint64_t kMaxOutputSamples = uint64_t{16000} * 3600 * 24;
 
 // Modified Bessel function of the first kind, order 0, by its power series
 // sum_k ((x/2)^k / k!)^2. For x <= 10 it converges to double precision in
@@ -235,21 +231,7 @@ std::vector<float> resample(const std::vector<float>& in, int in_rate, int out_r
   return detail::resample_with(in, in_rate, out_rate, detail::ResampleMethod::automatic);
 }
 
-Result<std::vector<float>> load_audio_16k(const std::string& path) {
-  constexpr int kRate = 16000;
-  auto audio = read_wav_file(path);
-  if (!audio.ok()) return audio.error();
-  if (audio->samples.empty()) return make_error(path + ": the WAV file contains no audio samples");
-  const uint64_t n_out = output_length(audio->samples.size(), reduce(audio->sample_rate, kRate));
-  if (n_out > kMaxOutputSamples) {
-    return make_error(path + ": audio too long (" + std::to_string(n_out / kRate) +
-                      " s at 16 kHz; the limit is 24 h)");
-  }
-  try {
-    return resample(audio->samples, audio->sample_rate, kRate);
-  } catch (const std::bad_alloc&) {
-    return make_error(path + ": out of memory resampling to 16 kHz");
-  }
-}
+// Kept for existing callers; all audio input now goes through AudioSource.
+Result<std::vector<float>> load_audio_16k(const std::string& path) { return load_audio(path); }
 
 }  // namespace ama

@@ -30,7 +30,8 @@ namespace ama {
 // Deterministic: the same input gives bit-identical output.
 std::vector<float> resample(const std::vector<float>& in, int in_rate, int out_rate);
 
-// read_wav_file + resample to 16000 Hz. Fails if the file holds no samples.
+// Same as load_audio() in audio/audio_source.h (any audio/video file, 16 kHz
+// mono), which new code should call; kept for existing callers.
 Result<std::vector<float>> load_audio_16k(const std::string& path);
 
 namespace detail {

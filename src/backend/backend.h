@@ -13,7 +13,12 @@
 
 namespace ama {
 
-enum class ComputeType { f32, bf16, int8 };
+// int10 is a weight format, not a user-facing mode: per-channel 10-bit
+// integer weights (an int8 high part and a 2-bit low part, 1.25 bytes per
+// weight) times per-row 16-bit integer activations, accumulated exactly in
+// int32. The int8 compute type uses it for the decoder (whisper_model.cpp,
+// layer_compute_type), where plain int8 weights miss the accuracy bar.
+enum class ComputeType { f32, bf16, int8, int10 };
 const char* compute_type_name(ComputeType t);
 
 enum class Activation { none, gelu };

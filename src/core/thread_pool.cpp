@@ -71,7 +71,13 @@ void ThreadPool::worker_loop(int index) {
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    run_task(*job_, job_n_, job_chunk_, index);
+    // An exception must not leave the thread function (std::terminate); it
+    // is handed to the caller, which rethrows it once all shares are done.
+    try {
+      run_task(*job_, job_n_, job_chunk_, index);
+    } catch (...) {
+      record_error(std::current_exception());
+    }
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
       done_.notify_one();
@@ -101,17 +107,35 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
   wake_.notify_all();
   // If our share throws (bad_alloc), the workers still use fn: wait for
   // them before the exception leaves this frame.
-  std::exception_ptr error;
   try {
     run_task(fn, n, job_chunk_, 0);
   } catch (...) {
-    error = std::current_exception();
+    record_error(std::current_exception());
   }
   if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
-  if (error) std::rethrow_exception(error);
+  // Every share has finished (a worker records its error before its
+  // release decrement of pending_), so error_ is final for this call. Take
+  // it, leaving the pool clean for the next call.
+  if (has_error_.load(std::memory_order_acquire)) {
+    std::exception_ptr error;
+    {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      error.swap(error_);
+      has_error_.store(false, std::memory_order_relaxed);
+    }
+    std::rethrow_exception(error);
+  }
+}
+
+void ThreadPool::record_error(std::exception_ptr e) {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  if (!error_) {
+    error_ = std::move(e);
+    has_error_.store(true, std::memory_order_release);
+  }
 }
 
 }  // namespace ama

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -32,6 +33,9 @@ class ThreadPool {
   // Calls fn(begin, end) over chunks covering [0, n); blocks until all done.
   // Chunks are multiples of `grain` (except the last). Calls from several
   // threads are serialized; fn must not call parallel_for on the same pool.
+  // If fn throws, in the caller's share or a worker's, the other shares
+  // still run to the end (they may be using the same buffers), and then the
+  // first exception thrown is rethrown here; the pool stays usable.
   void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
   // Number of usable hardware threads (at least 1).
@@ -39,6 +43,8 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  // Keeps the first exception of the current call (the others are dropped).
+  void record_error(std::exception_ptr e);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -53,6 +59,12 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  // The first exception thrown by any share of the current call, read by the
+  // caller once every share has finished. has_error_ spares the caller a lock
+  // on the common path, where nothing threw.
+  std::mutex error_mu_;
+  std::exception_ptr error_;
+  std::atomic<bool> has_error_{false};
 };
 
 }  // namespace ama

@@ -3,27 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/cpu_stages.h"
+#include "engine/engine.h"
+
 namespace ama {
 
 namespace {
 
 constexpr int kInputStride = 2;             // mel frames per audio position
 constexpr double kTimePrecision = 0.02;     // seconds per timestamp token
-
-int argmax(const float* x, int n) {
-  int best = 0;
-  for (int i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
-}
-
-double log_softmax_at(const float* x, int n, int index) {
-  double mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
-  double s = 0;
-  for (int i = 0; i < n; ++i) s += std::exp(x[i] - mx);
-  return x[index] - mx - std::log(s);
-}
 
 std::string trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
@@ -91,29 +79,51 @@ std::string Transcript::text() const {
   return t;
 }
 
-Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend)
-    : model_(std::move(model)),
-      backend_(backend),
-      encoder_(*model_, backend),
-      decoder_(*model_, backend),
+Transcriber::Transcriber(const Engine& engine)
+    : model_(engine.model_ptr()),
+      encoder_(engine.new_encoder_stage(true)),
+      decoder_(engine.new_decoder_stage()),
       mel_(model_->mel_filters, model_->hp.n_mels),
-      cache_(decoder_.new_cache()),
       rules_ts_(default_logit_rules(model_->tokenizer, true)),
       rules_plain_(default_logit_rules(model_->tokenizer, false)) {}
 
-void Transcriber::encode_window(const float* mel, int ld) {
-  encoder_.run(mel, ld, encoder_out_);
-  decoder_.compute_cross(encoder_out_.data(), cross_);
+Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend)
+    : model_(std::move(model)),
+      encoder_(std::make_unique<CpuEncoderStage>(model_, backend, true)),
+      decoder_(std::make_unique<CpuDecoderStage>(model_, backend)),
+      mel_(model_->mel_filters, model_->hp.n_mels),
+      rules_ts_(default_logit_rules(model_->tokenizer, true)),
+      rules_plain_(default_logit_rules(model_->tokenizer, false)) {}
+
+Status Transcriber::encode_window(const float* mel, int ld) {
+  auto st = encoder_->encode(mel, 1, 0, ld);
+  if (!st) return st.error();
+  state_ = std::move(st->front());
+  return Status::Ok();
 }
 
-std::string Transcriber::detect_language() {
+Result<std::vector<float>> Transcriber::encoder_output() const {
+  if (!state_) return make_error("no window has been encoded");
+  return encoder_->encoder_output(*state_);
+}
+
+Result<DecoderStage::SeqId> Transcriber::fresh_sequence() {
+  if (!state_) return make_error("no window has been encoded");
+  decoder_->free(seq_);
+  auto id = decoder_->add_sequence(state_);
+  if (!id) return id;
+  seq_ = *id;
+  return id;
+}
+
+Result<std::string> Transcriber::detect_language() {
   const Tokenizer& tok = model_->tokenizer;
-  if (!tok.multilingual()) return "en";
+  if (!tok.multilingual()) return std::string("en");
+  auto seq = fresh_sequence();
+  if (!seq) return seq.error();
   std::vector<float> logits;
-  cache_.reset();
-  const int sot = tok.special().sot;
-  decoder_.forward(cache_, cross_, &sot, 1, false, logits);
   const SpecialTokens& s = tok.special();
+  AMA_TRY(decoder_->step({{*seq, {s.sot}}}, logits));
   int best = s.language_begin;
   for (int t = s.language_begin; t < s.language_begin + s.n_languages; ++t)
     if (logits[t] > logits[best]) best = t;
@@ -130,63 +140,31 @@ Result<std::vector<float>> Transcriber::logits_for(const std::vector<int>& token
     if (t < 0 || t >= hp.n_vocab)
       return make_error("token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(hp.n_vocab) +
                         ")");
-  cache_.reset();
+  auto seq = fresh_sequence();
+  if (!seq) return seq.error();
   std::vector<float> logits;
-  decoder_.forward(cache_, cross_, tokens.data(), static_cast<int>(tokens.size()), true, logits);
+  AMA_TRY(decoder_->step({{*seq, tokens, true}}, logits));
   return logits;
 }
 
 Result<WindowResult> Transcriber::decode_window(const std::vector<int>& prompt, int language_token, Task task,
                                                 bool timestamps) {
-  const Tokenizer& tok = model_->tokenizer;
-  const SpecialTokens& s = tok.special();
-  const HParams& hp = model_->hp;
-  const int n_vocab = hp.n_vocab;
-
-  std::vector<int> init;
-  if (!prompt.empty()) {
-    init.push_back(s.sot_prev);
-    const size_t keep = std::min(prompt.size(), static_cast<size_t>(hp.n_text_ctx / 2 - 1));
-    init.insert(init.end(), prompt.end() - keep, prompt.end());
-  }
-  const int sot_index = static_cast<int>(init.size());
-  init.push_back(s.sot);
-  if (tok.multilingual()) {
-    init.push_back(language_token);
-    init.push_back(task == Task::translate ? s.translate : s.transcribe);
-  }
-  if (!timestamps) init.push_back(s.no_timestamps);
-
-  const int sample_len = hp.n_text_ctx / 2;  // 224 for the standard models
-  cache_.reset();
+  WindowRequest req;
+  req.prompt = prompt;
+  req.language_token = language_token;
+  req.task = task;
+  req.timestamps = timestamps;
+  req.sample_len = model_->hp.n_text_ctx / 2;  // 224 for the standard models
+  GreedyWindow w(model_->tokenizer, timestamps ? rules_ts_ : rules_plain_, model_->hp.n_text_ctx, req);
+  if (w.done()) return make_error("prompt does not fit the text context");
+  auto seq = fresh_sequence();
+  if (!seq) return seq.error();
   std::vector<float> logits;
-  WindowResult r;
-  // The no-speech probability comes from the logits at <|startoftranscript|>.
-  if (!decoder_.forward(cache_, cross_, init.data(), sot_index + 1, false, logits))
-    return make_error("prompt does not fit the text context");
-  {
-    double mx = -INFINITY, sum = 0;
-    for (int i = 0; i < n_vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
-    for (int i = 0; i < n_vocab; ++i) sum += std::exp(logits[i] - mx);
-    r.no_speech_prob = std::exp(logits[s.no_speech] - mx) / sum;
+  while (!w.done()) {
+    AMA_TRY(decoder_->step({{*seq, w.next_input()}}, logits));
+    w.on_logits(logits.data());
   }
-  const int rest = static_cast<int>(init.size()) - sot_index - 1;
-  if (rest > 0 && !decoder_.forward(cache_, cross_, init.data() + sot_index + 1, rest, false, logits))
-    return make_error("prompt does not fit the text context");
-
-  const LogitRules& rules = timestamps ? rules_ts_ : rules_plain_;
-  double sum_logprob = 0;
-  for (int step = 0; step < sample_len; ++step) {
-    apply_logit_rules(rules, tok, r.tokens, logits.data());
-    const int next = argmax(logits.data(), n_vocab);
-    sum_logprob += log_softmax_at(logits.data(), n_vocab, next);
-    if (next == s.eot) break;
-    r.tokens.push_back(next);
-    if (cache_.n_past + 1 > hp.n_text_ctx) break;
-    if (!decoder_.forward(cache_, cross_, &next, 1, false, logits)) break;
-  }
-  r.avg_logprob = sum_logprob / (static_cast<double>(r.tokens.size()) + 1);
-  return r;
+  return w.result();
 }
 
 Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, const TranscribeOptions& o) {
@@ -227,8 +205,10 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
     std::fill(window.begin(), window.end(), 0.0f);
     mel_.raw_frames(audio.data(), audio.size(), 0, frames, window.data(), kNFramesPerWindow);
     LogMel::normalize(window.data(), n_mels, frames, kNFramesPerWindow, gmax);
-    encode_window(window.data(), kNFramesPerWindow);
-    out.language = detect_language();
+    AMA_TRY(encode_window(window.data(), kNFramesPerWindow));
+    auto lang = detect_language();
+    if (!lang) return lang.error();
+    out.language = *lang;
     language_token = tok.language_token(out.language);
     first_window_encoded = content_frames >= kNFramesPerWindow;  // then it is also the first decoding window
   } else if (tok.multilingual()) {
@@ -243,7 +223,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
       std::fill(window.begin(), window.end(), 0.0f);
       mel_.raw_frames(audio.data(), audio.size(), seek, seek + segment_size, window.data(), kNFramesPerWindow);
       LogMel::normalize(window.data(), n_mels, segment_size, kNFramesPerWindow, gmax);
-      encode_window(window.data(), kNFramesPerWindow);
+      AMA_TRY(encode_window(window.data(), kNFramesPerWindow));
     }
 
     std::vector<int> prompt(all_tokens.begin() + prompt_reset_since, all_tokens.end());

@@ -12,14 +12,12 @@
 #include "audio/mel.h"
 #include "backend/backend.h"
 #include "core/result.h"
+#include "decode/greedy.h"
 #include "decode/logit_filters.h"
-#include "model/decoder.h"
-#include "model/encoder.h"
+#include "engine/stages.h"
 #include "model/whisper_model.h"
 
 namespace ama {
-
-enum class Task { transcribe, translate };
 
 struct TranscribeOptions {
   std::string language = "auto";  // a code such as "en", or "auto" to detect
@@ -48,13 +46,6 @@ struct Transcript {
   std::string text() const;  // all segment texts joined
 };
 
-// Result of decoding one window.
-struct WindowResult {
-  std::vector<int> tokens;  // sampled, eot excluded
-  double avg_logprob = 0;
-  double no_speech_prob = 0;
-};
-
 // Splits one window's sampled tokens into segments at pairs of consecutive
 // timestamps (openai transcribe.py), and gives the mel frame to seek to next.
 struct WindowSegments {
@@ -64,20 +55,30 @@ struct WindowSegments {
 WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& tokens, int seek, int segment_size,
                             bool timestamps);
 
+class Engine;
+
+// OpenAI's sequential long-form mode: one window at a time, seeking by the
+// last timestamp and conditioning on the previous text. Holds the whole
+// audio (openai normalizes the log-mel by the global max of the file); the
+// batched pipeline (decode/pipeline.h) is the default and streams instead.
 class Transcriber {
  public:
+  // On the engine's stages.
+  explicit Transcriber(const Engine& engine);
+  // On CPU stages over a model packed for `backend`.
   Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend);
 
   Result<Transcript> transcribe(const std::vector<float>& audio16k, const TranscribeOptions& options);
 
   // Encodes one window of normalized mel [n_mels][ld] (3000 frames) and
   // prepares cross-attention for decoding.
-  void encode_window(const float* mel, int ld);
-  const std::vector<float>& encoder_output() const { return encoder_out_; }
+  Status encode_window(const float* mel, int ld);
+  // The last window's encoder output [n_audio_ctx][n_audio_state].
+  Result<std::vector<float>> encoder_output() const;
 
   // Language probabilities from the current window: the decoder's logits
   // after <|startoftranscript|>, over the language tokens.
-  std::string detect_language();
+  Result<std::string> detect_language();
 
   // Greedy decoding of the current window, given prompt tokens.
   Result<WindowResult> decode_window(const std::vector<int>& prompt, int language_token, Task task, bool timestamps);
@@ -86,14 +87,14 @@ class Transcriber {
   Result<std::vector<float>> logits_for(const std::vector<int>& tokens);
 
  private:
+  Result<DecoderStage::SeqId> fresh_sequence();
+
   std::shared_ptr<const WhisperModel> model_;
-  Backend& backend_;
-  Encoder encoder_;
-  Decoder decoder_;
+  std::unique_ptr<EncoderStage> encoder_;
+  std::unique_ptr<DecoderStage> decoder_;
+  std::shared_ptr<const EncoderState> state_;
+  DecoderStage::SeqId seq_ = -1;
   LogMel mel_;
-  KvCache cache_;
-  CrossKv cross_;
-  std::vector<float> encoder_out_;
   LogitRules rules_ts_, rules_plain_;
 };
 

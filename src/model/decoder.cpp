@@ -29,16 +29,21 @@ void Decoder::compute_cross(const float* encoder_out, CrossKv& cross) {
   const HParams& hp = m_.hp;
   const int n = hp.n_text_state, ctx = hp.n_audio_ctx;
   const size_t per_layer = static_cast<size_t>(ctx) * n;
-  cross.k.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
-  cross.v.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
+  // In bf16 the f32 projections go through this decoder's scratch, so a
+  // window's CrossKv holds only its 2 x n_layer x 1500 x n_state bf16 values
+  // (18 MB for base) and no f32 copy.
+  std::vector<float>& kf = bf16_kv_ ? k_ : cross.k;
+  std::vector<float>& vf = bf16_kv_ ? v_ : cross.v;
+  kf.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
+  vf.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
   if (bf16_kv_) {
     cross.k16.resize(per_layer * hp.n_text_layer);
     cross.v16.resize(per_layer * hp.n_text_layer);
   }
   for (int l = 0; l < hp.n_text_layer; ++l) {
     const AttentionWeights& a = m_.decoder[l].cross;
-    float* k = cross.k.data() + (bf16_kv_ ? 0 : l * per_layer);
-    float* v = cross.v.data() + (bf16_kv_ ? 0 : l * per_layer);
+    float* k = kf.data() + (bf16_kv_ ? 0 : l * per_layer);
+    float* v = vf.data() + (bf16_kv_ ? 0 : l * per_layer);
     be_.linear(encoder_out, ctx, n, *a.key.w, nullptr, Activation::none, false, k, n);
     be_.linear(encoder_out, ctx, n, *a.value.w, a.value.bias(), Activation::none, false, v, n);
     if (bf16_kv_)
@@ -49,31 +54,51 @@ void Decoder::compute_cross(const float* encoder_out, CrossKv& cross) {
   }
 }
 
+void Decoder::copy_cache(const KvCache& from, KvCache& to) const {
+  const HParams& hp = m_.hp;
+  if (to.k.size() != from.k.size() || to.k16.size() != from.k16.size()) to = new_cache();
+  const size_t layer = static_cast<size_t>(hp.n_text_ctx) * hp.n_text_state;
+  const size_t used = static_cast<size_t>(from.n_past) * hp.n_text_state;
+  for (int l = 0; l < hp.n_text_layer; ++l) {
+    if (bf16_kv_) {
+      std::copy_n(from.k16.begin() + l * layer, used, to.k16.begin() + l * layer);
+      std::copy_n(from.v16.begin() + l * layer, used, to.v16.begin() + l * layer);
+    } else {
+      std::copy_n(from.k.begin() + l * layer, used, to.k.begin() + l * layer);
+      std::copy_n(from.v.begin() + l * layer, used, to.v.begin() + l * layer);
+    }
+  }
+  to.n_past = from.n_past;
+}
+
 bool Decoder::forward(KvCache& cache, const CrossKv& cross, const int* tokens, int n_tok, bool all_logits,
                       std::vector<float>& logits) {
-  return run(&cache, {}, cross, tokens, n_tok, all_logits, logits);
+  return step({Group{&cache, &cross, tokens, n_tok, all_logits}}, logits);
 }
 
 bool Decoder::forward_batch(const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens,
                             std::vector<float>& logits) {
-  return run(nullptr, caches, cross, tokens, static_cast<int>(caches.size()), true, logits);
+  std::vector<Group> groups;
+  for (size_t i = 0; i < caches.size(); ++i) groups.push_back(Group{caches[i], &cross, tokens + i, 1, true});
+  return step(groups, logits);
 }
 
-bool Decoder::run(KvCache* single, const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens,
-                  int n_tok, bool all_logits, std::vector<float>& logits) {
+bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits) {
   const HParams& hp = m_.hp;
   const int n = hp.n_text_state, n_head = hp.n_text_head, d_head = n / n_head;
-  if (n_tok <= 0) return false;
-  auto pos_of = [&](int row) { return single ? single->n_past + row : caches[row]->n_past; };
-  auto cache_of = [&](int row) { return single ? single : caches[row]; };
-  for (int i = 0; i < n_tok; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab) return false;
-    if (pos_of(i) >= hp.n_text_ctx) return false;
+  if (groups.empty()) return false;
+  // Validate everything before touching any cache, so a refused step changes nothing.
+  int n_tok = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const Group& G = groups[g];
+    if (!G.cache || !G.cross || !G.tokens || G.n <= 0) return false;
+    if (G.cache->n_past + G.n > hp.n_text_ctx) return false;
+    for (int i = 0; i < G.n; ++i)
+      if (G.tokens[i] < 0 || G.tokens[i] >= hp.n_vocab) return false;
+    for (size_t h = 0; h < g; ++h)
+      if (groups[h].cache == G.cache) return false;  // a sequence appears once per step
+    n_tok += G.n;
   }
-  if (!single)
-    for (int i = 0; i < n_tok; ++i)
-      for (int j = 0; j < i; ++j)
-        if (caches[i] == caches[j]) return false;  // one token per sequence
 
   const size_t rows = static_cast<size_t>(n_tok);
   x_.resize(rows * n);
@@ -83,11 +108,17 @@ bool Decoder::run(KvCache* single, const std::vector<KvCache*>& caches, const Cr
   mlp_.resize(rows * n * 4);
   k_.resize(rows * n);
   v_.resize(rows * n);
-  for (int i = 0; i < n_tok; ++i) {
-    const float* te = m_.token_embedding.data() + static_cast<size_t>(tokens[i]) * n;
-    const float* pe = m_.decoder_pos.data() + static_cast<size_t>(pos_of(i)) * n;
-    for (int c = 0; c < n; ++c) x_[i * n + c] = te[c] + pe[c];
-  }
+  // first_row[g]: the first row of group g in the stacked activations.
+  std::vector<int>& first_row = first_row_;
+  first_row.assign(groups.size() + 1, 0);
+  for (size_t g = 0; g < groups.size(); ++g) first_row[g + 1] = first_row[g] + groups[g].n;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (int i = 0; i < groups[g].n; ++i) {
+      const size_t r = first_row[g] + i;
+      const float* te = m_.token_embedding.data() + static_cast<size_t>(groups[g].tokens[i]) * n;
+      const float* pe = m_.decoder_pos.data() + static_cast<size_t>(groups[g].cache->n_past + i) * n;
+      for (int c = 0; c < n; ++c) x_[r * n + c] = te[c] + pe[c];
+    }
   const size_t layer_cache = static_cast<size_t>(hp.n_text_ctx) * n;
   const size_t layer_cross = static_cast<size_t>(hp.n_audio_ctx) * n;
   float* x = x_.data();
@@ -97,60 +128,75 @@ bool Decoder::run(KvCache* single, const std::vector<KvCache*>& caches, const Cr
     be_.linear(h_.data(), n_tok, n, *L.attn.query.w, L.attn.query.bias(), Activation::none, false, q_.data(), n);
     be_.linear(h_.data(), n_tok, n, *L.attn.key.w, nullptr, Activation::none, false, k_.data(), n);
     be_.linear(h_.data(), n_tok, n, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, v_.data(), n);
-    for (int i = 0; i < n_tok; ++i) {
-      KvCache* c = cache_of(i);
-      const size_t at = l * layer_cache + static_cast<size_t>(pos_of(i)) * n;
-      const float* kr = k_.data() + static_cast<size_t>(i) * n;
-      const float* vr = v_.data() + static_cast<size_t>(i) * n;
-      if (bf16_kv_) {
-        for (int c2 = 0; c2 < n; ++c2) {
-          c->k16[at + c2] = f32_to_bf16(kr[c2]);
-          c->v16[at + c2] = f32_to_bf16(vr[c2]);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      KvCache* c = groups[g].cache;
+      for (int i = 0; i < groups[g].n; ++i) {
+        const size_t at = l * layer_cache + static_cast<size_t>(c->n_past + i) * n;
+        const size_t r = first_row[g] + i;
+        const float* kr = k_.data() + r * n;
+        const float* vr = v_.data() + r * n;
+        if (bf16_kv_) {
+          for (int c2 = 0; c2 < n; ++c2) {
+            c->k16[at + c2] = f32_to_bf16(kr[c2]);
+            c->v16[at + c2] = f32_to_bf16(vr[c2]);
+          }
+        } else {
+          std::memcpy(c->k.data() + at, kr, n * sizeof(float));
+          std::memcpy(c->v.data() + at, vr, n * sizeof(float));
         }
-      } else {
-        std::memcpy(c->k.data() + at, kr, n * sizeof(float));
-        std::memcpy(c->v.data() + at, vr, n * sizeof(float));
       }
     }
-    // Self-attention: one call for a single sequence's rows, else per row.
-    const int groups = single ? 1 : n_tok;
-    for (int g = 0; g < groups; ++g) {
-      KvCache* c = single ? single : caches[g];
-      const int rows = single ? n_tok : 1;
-      const int pos0 = single ? single->n_past : pos_of(g);
-      const size_t row = single ? 0 : static_cast<size_t>(g) * n;
+    // Self-attention, per sequence over its own cache.
+    for (size_t g = 0; g < groups.size(); ++g) {
+      KvCache* c = groups[g].cache;
+      const int nr = groups[g].n, pos0 = c->n_past;
+      const size_t row = static_cast<size_t>(first_row[g]) * n;
       if (bf16_kv_)
-        be_.attention_bf16kv(q_.data() + row, rows, n, c->k16.data() + l * layer_cache, c->v16.data() + l * layer_cache,
-                             pos0 + rows, n, n_head, d_head, true, pos0, att_.data() + row, n);
+        be_.attention_bf16kv(q_.data() + row, nr, n, c->k16.data() + l * layer_cache, c->v16.data() + l * layer_cache,
+                             pos0 + nr, n, n_head, d_head, true, pos0, att_.data() + row, n);
       else
-        be_.attention(q_.data() + row, rows, n, c->k.data() + l * layer_cache, c->v.data() + l * layer_cache,
-                      pos0 + rows, n, n_head, d_head, true, pos0, att_.data() + row, n);
+        be_.attention(q_.data() + row, nr, n, c->k.data() + l * layer_cache, c->v.data() + l * layer_cache, pos0 + nr,
+                      n, n_head, d_head, true, pos0, att_.data() + row, n);
     }
     be_.linear(att_.data(), n_tok, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
 
     be_.layer_norm(x, n_tok, n, n, L.cross_ln.gamma.data(), L.cross_ln.beta.data(), kLnEps, h_.data());
     be_.linear(h_.data(), n_tok, n, *L.cross.query.w, L.cross.query.bias(), Activation::none, false, q_.data(), n);
-    if (bf16_kv_)
-      be_.attention_bf16kv(q_.data(), n_tok, n, cross.k16.data() + l * layer_cross, cross.v16.data() + l * layer_cross,
-                           hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data(), n);
-    else
-      be_.attention(q_.data(), n_tok, n, cross.k.data() + l * layer_cross, cross.v.data() + l * layer_cross,
-                    hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data(), n);
+    // Cross-attention: consecutive groups over the same audio window share one call.
+    for (size_t g = 0; g < groups.size();) {
+      const CrossKv& cross = *groups[g].cross;
+      size_t e = g + 1;
+      while (e < groups.size() && groups[e].cross == groups[g].cross) ++e;
+      const int nr = first_row[e] - first_row[g];
+      const size_t row = static_cast<size_t>(first_row[g]) * n;
+      if (bf16_kv_)
+        be_.attention_bf16kv(q_.data() + row, nr, n, cross.k16.data() + l * layer_cross,
+                             cross.v16.data() + l * layer_cross, hp.n_audio_ctx, n, n_head, d_head, false, 0,
+                             att_.data() + row, n);
+      else
+        be_.attention(q_.data() + row, nr, n, cross.k.data() + l * layer_cross, cross.v.data() + l * layer_cross,
+                      hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data() + row, n);
+      g = e;
+    }
     be_.linear(att_.data(), n_tok, n, *L.cross.out.w, L.cross.out.bias(), Activation::none, true, x, n);
 
     be_.layer_norm(x, n_tok, n, n, L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps, h_.data());
     be_.linear(h_.data(), n_tok, n, *L.mlp0.w, L.mlp0.bias(), Activation::gelu, false, mlp_.data(), 4 * n);
     be_.linear(mlp_.data(), n_tok, 4 * n, *L.mlp2.w, L.mlp2.bias(), Activation::none, true, x, n);
   }
-  if (single)
-    single->n_past += n_tok;
-  else
-    for (KvCache* c : caches) ++c->n_past;
-  const int first = all_logits ? 0 : n_tok - 1;
-  const int n_rows = n_tok - first;
-  be_.layer_norm(x + first * n, n_rows, n, n, m_.ln.gamma.data(), m_.ln.beta.data(), kLnEps, h_.data());
-  logits.resize(static_cast<size_t>(n_rows) * hp.n_vocab);
-  be_.linear(h_.data(), n_rows, n, *m_.logits.w, nullptr, Activation::none, false, logits.data(), hp.n_vocab);
+  for (const Group& G : groups) G.cache->n_past += G.n;
+
+  // The final LayerNorm and the logits GEMM only over the rows asked for.
+  // Rows are only moved down (out <= r), so compacting in place is safe.
+  int n_out = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const int r0 = groups[g].all_logits ? first_row[g] : first_row[g + 1] - 1;
+    for (int r = r0; r < first_row[g + 1]; ++r, ++n_out)
+      if (n_out != r) std::memcpy(x + static_cast<size_t>(n_out) * n, x + static_cast<size_t>(r) * n, n * sizeof(float));
+  }
+  be_.layer_norm(x, n_out, n, n, m_.ln.gamma.data(), m_.ln.beta.data(), kLnEps, h_.data());
+  logits.resize(static_cast<size_t>(n_out) * hp.n_vocab);
+  be_.linear(h_.data(), n_out, n, *m_.logits.w, nullptr, Activation::none, false, logits.data(), hp.n_vocab);
   return true;
 }
 

@@ -45,21 +45,35 @@ class Decoder {
   bool forward(KvCache& cache, const CrossKv& cross, const int* tokens, int n, bool all_logits,
                std::vector<float>& logits);
 
-  // One token for each of several sequences (beam search, batched
-  // streams): the GEMMs run over all rows at once, self-attention per
-  // sequence. logits receives [caches.size()][n_vocab].
+  // One token for each of several sequences over the same audio window
+  // (whisper.cpp's batch-5 bench shape). logits receives [caches.size()][n_vocab].
   bool forward_batch(const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens,
                      std::vector<float>& logits);
+
+  // The general step: several sequences, each with its own cache, its own
+  // audio window and one or more new tokens. The GEMMs run over all rows at
+  // once; attention runs per sequence. Every row's arithmetic is independent
+  // of the other rows, so a sequence's logits are bit-identical whatever it
+  // is batched with. logits receives, for each group in order, all of its
+  // rows when all_logits, else its last row: [rows][n_vocab].
+  struct Group {
+    KvCache* cache;
+    const CrossKv* cross;
+    const int* tokens;
+    int n;
+    bool all_logits = false;
+  };
+  bool step(const std::vector<Group>& groups, std::vector<float>& logits);
+
+  // Copies the first n_past positions of `from` into `to` (a fork for beams).
+  void copy_cache(const KvCache& from, KvCache& to) const;
 
  private:
   const WhisperModel& m_;
   Backend& be_;
   bool bf16_kv_;
-  // rows share `single` (consecutive positions) when it is set, else row r
-  // belongs to caches[r] at its n_past.
-  bool run(KvCache* single, const std::vector<KvCache*>& caches, const CrossKv& cross, const int* tokens, int n_tok,
-           bool all_logits, std::vector<float>& logits);
   std::vector<float> x_, h_, q_, k_, v_, att_, mlp_;
+  std::vector<int> first_row_;
 };
 
 }  // namespace ama

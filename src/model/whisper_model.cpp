@@ -1,5 +1,6 @@
 #include "model/whisper_model.h"
 
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -56,6 +57,19 @@ ComputeType layer_compute_type(const std::string& name, ComputeType requested) {
   // int8 in the encoder's MLPs only (2/3 of its GEMM FLOPs) gives 0.21 and
   // 0.99997. Everything else runs in bf16.
   const bool encoder_mlp = name.rfind("encoder.blocks.", 0) == 0 && name.find(".mlp.") != std::string::npos;
+  for (const char* var : {"AMA_EXP_F32", "AMA_EXP_INT8", "AMA_EXP_B16"})
+  if (const char* e = std::getenv(var)) {  // EXPERIMENT, remove
+    const ComputeType ct = var[8] == 'F' ? ComputeType::f32 : var[8] == 'B' ? ComputeType::bf16 : ComputeType::int8;
+    std::string list = e;
+    size_t p0 = 0;
+    while (p0 <= list.size()) {
+      size_t p1 = list.find(',', p0);
+      if (p1 == std::string::npos) p1 = list.size();
+      std::string tok = list.substr(p0, p1 - p0);
+      if (!tok.empty() && name.find(tok) != std::string::npos) return ct;
+      p0 = p1 + 1;
+    }
+  }
   return encoder_mlp ? ComputeType::int8 : ComputeType::bf16;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "backend/cpu/attention.h"
@@ -15,6 +16,7 @@ const char* compute_type_name(ComputeType t) {
     case ComputeType::f32: return "f32";
     case ComputeType::bf16: return "bf16";
     case ComputeType::int8: return "int8";
+    case ComputeType::int10: return "int10";
   }
   return "?";
 }
@@ -34,6 +36,14 @@ class Bf16Panels final : public PackedMatrix {
 class I8Panels final : public PackedMatrix {
  public:
   std::vector<int8_t> data;  // cpu::pack_i8_panels layout
+  std::vector<float> scale;
+  std::vector<int32_t> col_sum;
+};
+
+class I10Panels final : public PackedMatrix {
+ public:
+  std::vector<int8_t> hi;  // cpu::pack_i10_panels layout
+  std::vector<uint8_t> lo;
   std::vector<float> scale;
   std::vector<int32_t> col_sum;
 };
@@ -59,14 +69,22 @@ class CpuBackend final : public Backend {
       : k_(k), small_(small), pool_(n_threads), compute_(compute) {}
 
   std::string describe() const override {
-    const char* gemm = compute_ == ComputeType::f32    ? k_.gemm_f32_name
-                       : compute_ == ComputeType::bf16 ? k_.gemm_bf16_name
-                                                       : k_.gemm_i8_name;
+    auto gemm_name = [&](const cpu::KernelTable& t) {
+      switch (compute_) {
+        case ComputeType::f32: return t.gemm_f32_name;
+        case ComputeType::bf16: return t.gemm_bf16_name;
+        case ComputeType::int8: return t.gemm_i8_name;
+        case ComputeType::int10: break;
+      }
+      return t.gemm_i10_name;
+    };
     std::string s = std::string("cpu isa=") + isa_name(k_.isa) + " threads=" + std::to_string(pool_.size()) +
-                    " compute=" + compute_type_name(compute_) + " gemm=" + gemm;
+                    " compute=" + compute_type_name(compute_) + " gemm=" + gemm_name(k_);
     if (&small_ != &k_ && compute_ != ComputeType::f32)
-      s += std::string(" gemm_under_16_rows=") + (compute_ == ComputeType::bf16 ? small_.gemm_bf16_name : small_.gemm_i8_name);
-    if (compute_ == ComputeType::int8) s += std::string(" gemm_bf16=") + k_.gemm_bf16_name + " (non-MLP layers)";
+      s += std::string(" gemm_under_16_rows=") + gemm_name(small_);
+    if (compute_ == ComputeType::int8)
+      s += std::string(" (encoder MLPs, cross-attention keys) gemm_int10=") + k_.gemm_i10_name +
+           " (decoder) gemm_bf16=" + k_.gemm_bf16_name + " (other layers)";
     if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
     return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
   }
@@ -78,6 +96,33 @@ class CpuBackend final : public Backend {
     const size_t np = cpu::panel_count(n_out);
     switch (as) {
       case ComputeType::f32: {
+        if (const char* ew = std::getenv("AMA_EXP_WF32")) {  // EXPERIMENT: dequantized weights in f32
+          const int bits = std::atoi(ew);
+          std::vector<float> dq(static_cast<size_t>(n_out) * n_in);
+          for (int n = 0; n < n_out; ++n) {
+            const float* wr = w + static_cast<size_t>(n) * n_in;
+            float mx = 0;
+            for (int k = 0; k < n_in; ++k) mx = std::max(mx, std::fabs(wr[k]));
+            const float sc = mx > 0 ? mx / 127.0f : 1.0f;
+            const int levels = 1 << (bits - 8);
+            for (int k = 0; k < n_in; ++k) {
+              const float q = std::clamp(std::nearbyint(wr[k] / sc), -127.0f, 127.0f);
+              float v = q;
+              if (bits > 8) {
+                const float rho = wr[k] / sc - q;  // [-0.5, 0.5]
+                float r = std::floor((rho + 0.5f) * levels);
+                r = std::clamp(r, 0.0f, static_cast<float>(levels - 1));
+                v = q + (r + 0.5f) / levels - 0.5f;
+              }
+              dq[static_cast<size_t>(n) * n_in + k] = v * sc;
+            }
+          }
+          auto p = std::make_unique<F32Panels>();
+          p->data.resize(np * n_in * cpu::kPanelWidth);
+          cpu::pack_f32_panels(dq.data(), n_out, n_in, p->data.data());
+          result = std::move(p);
+          break;
+        }
         auto p = std::make_unique<F32Panels>();
         p->data.resize(np * n_in * cpu::kPanelWidth);
         cpu::pack_f32_panels(w, n_out, n_in, p->data.data());
@@ -97,6 +142,16 @@ class CpuBackend final : public Backend {
         p->scale.resize(n_out);
         p->col_sum.resize(n_out);
         cpu::pack_i8_panels(w, n_out, n_in, p->data.data(), p->scale.data(), p->col_sum.data());
+        result = std::move(p);
+        break;
+      }
+      case ComputeType::int10: {
+        auto p = std::make_unique<I10Panels>();
+        p->hi.resize(np * cpu::i8_k_quads(n_in) * 4 * cpu::kPanelWidth);
+        p->lo.resize(np * cpu::i8_k_quads(n_in) * cpu::kPanelWidth);
+        p->scale.resize(n_out);
+        p->col_sum.resize(n_out);
+        cpu::pack_i10_panels(w, n_out, n_in, p->hi.data(), p->lo.data(), p->scale.data(), p->col_sum.data());
         result = std::move(p);
         break;
       }
@@ -140,37 +195,36 @@ class CpuBackend final : public Backend {
                     kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels,
                                       kp, acc);
                   });
-    } else {
-      const auto& q = static_cast<const I8Panels&>(w);
-      // Activations: per-row affine u8, x ~ lo + s q with q in [0, 255] and
+    } else if (const auto* q = dynamic_cast<const I8Panels*>(&w)) {
+      // Per-row affine u8 activations, x ~ lo + s q with q in [0, 255] and
       // s = (max - min) / 255. vpdpbusd takes unsigned activations, so no
       // offset is needed, and one-sided rows (after GELU: [-0.17, max]) get
       // twice the resolution of a symmetric scale. Then
       // sum_k x_k w_k ~ sw (s sum_k q_k wq_k + lo sum_k wq_k).
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
-      const int kq = cpu::i8_k_quads(k);
-      const size_t ldq = 4 * static_cast<size_t>(kq);
-      const int m_pad = (m + kt.gemm_i8_rows - 1) / kt.gemm_i8_rows * kt.gemm_i8_rows;
-      uint8_t* xq = scratch<uint8_t>(static_cast<size_t>(m_pad) * ldq);
-      std::fill(xq + static_cast<size_t>(m) * ldq, xq + static_cast<size_t>(m_pad) * ldq, 0);
-      float* sx = scratch<float>(2 * static_cast<size_t>(m));
-      float* lo_x = sx + m;
-      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
-        for (size_t r = r0; r < r1; ++r) {
-          kt.quantize_u8_row(x + r * ldx, k, xq + r * ldq, &sx[r], &lo_x[r]);
-          for (size_t c = k; c < ldq; ++c) xq[r * ldq + c] = 0;
-        }
-      });
-      const size_t stride = static_cast<size_t>(kq) * 4 * cpu::kPanelWidth;
-      gemm_driver(m, kt.gemm_i8_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
-        alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
-        kt.gemm_i8_tile(xq + i * ldq, ldq, rows, q.data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
-        const int cols = std::min(16 * n_panels, w.n_out - j);
-        for (int r = 0; r < rows; ++r)
-          for (int c = 0; c < cols; ++c)
-            acc[r * 32 + c] = q.scale[j + c] * (sx[i + r] * static_cast<float>(iacc[r * 32 + c]) +
-                                                lo_x[i + r] * static_cast<float>(q.col_sum[j + c]));
-      });
+      const size_t stride = static_cast<size_t>(cpu::i8_k_quads(k)) * 4 * cpu::kPanelWidth;
+      integer_linear(kt, x, m, ldx, w, q->scale.data(), q->col_sum.data(), 1, kt.gemm_i8_rows, bias, act, accumulate,
+                     y, ldy, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+                       kt.gemm_i8_tile(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
+                     });
+    } else if (const auto* t = dynamic_cast<const I10Panels*>(&w)) {
+      // The same with 16-bit activations, as two u8 digits that the tile
+      // treats as two rows: 256 times the resolution of u8 activations for
+      // twice the dot products, which a decoder step (1 row) has to spare
+      // because it waits on the weights' bytes, not on arithmetic.
+      const cpu::KernelTable& kt = m < 16 ? small_ : k_;
+      const size_t hi_stride = static_cast<size_t>(cpu::i8_k_quads(k)) * 4 * cpu::kPanelWidth;
+      const size_t lo_stride = hi_stride / 4;
+      integer_linear(kt, x, m, ldx, w, t->scale.data(), t->col_sum.data(), 2, kt.gemm_i10_rows, bias, act, accumulate,
+                     y, ldy, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+                       kt.gemm_i10_tile(xq, ldq, rows, t->hi.data() + (j / 16) * hi_stride,
+                                        t->lo.data() + (j / 16) * lo_stride, hi_stride, lo_stride, n_panels, kq, iacc);
+                     });
+    } else {
+      // Weights packed by another backend, or a PackedMatrix kind this one
+      // does not know: a programming error, reported and aborted on like the
+      // op checks (backend/op_checks.h), never cast blindly.
+      AMA_CHECK(false && "linear: the weights were not packed by this CPU backend");
     }
   }
 
@@ -204,6 +258,51 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // The integer GEMMs: activations quantized per row (digits = 1: u8; 2:
+  // 16 bits as a high and a low u8 digit, stored as consecutive rows), an
+  // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
+  // iacc), and per row and column y = sw (s dot + lo col_sum) with
+  // dot = the digits' sums combined as 256 hi + lo.
+  template <typename Tile>
+  void integer_linear(const cpu::KernelTable& kt, const float* x, int m, int ldx, const PackedMatrix& w,
+                      const float* w_scale, const int32_t* col_sum, int digits, int tile_digit_rows,
+                      const float* bias, Activation act, bool accumulate, float* y, int ldy, const Tile& tile) {
+    const int k = w.n_in;
+    const int kq = cpu::i8_k_quads(k);
+    const size_t ldq = 4 * static_cast<size_t>(kq);
+    const int tile_rows = tile_digit_rows / digits;
+    // Zero digit rows up to the tile height past the last real row (AMX
+    // tiles always read 32 rows).
+    const size_t q_rows = static_cast<size_t>((m + tile_rows - 1) / tile_rows * tile_rows) * digits;
+    uint8_t* xq = scratch<uint8_t>(q_rows * ldq);
+    std::fill(xq + static_cast<size_t>(m) * digits * ldq, xq + q_rows * ldq, 0);
+    float* sx = scratch<float>(2 * static_cast<size_t>(m));
+    float* lo_x = sx + m;
+    pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        uint8_t* row = xq + r * digits * ldq;
+        if (digits == 1)
+          kt.quantize_u8_row(x + r * ldx, k, row, &sx[r], &lo_x[r]);
+        else
+          kt.quantize_u16_row(x + r * ldx, k, row, row + ldq, &sx[r], &lo_x[r]);
+        for (int d = 0; d < digits; ++d) std::fill(row + d * ldq + k, row + (d + 1) * ldq, 0);
+      }
+    });
+    gemm_driver(m, tile_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+      alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
+      tile(xq + static_cast<size_t>(i) * digits * ldq, ldq, rows * digits, j, n_panels, kq, iacc);
+      const int cols = std::min(16 * n_panels, w.n_out - j);
+      for (int r = 0; r < rows; ++r) {
+        const int32_t* d0 = iacc + r * digits * 32;
+        for (int c = 0; c < cols; ++c) {
+          const float dot = digits == 1 ? static_cast<float>(d0[c])
+                                        : 256.0f * static_cast<float>(d0[c]) + static_cast<float>(d0[32 + c]);
+          acc[r * 32 + c] = w_scale[j + c] * (sx[i + r] * dot + lo_x[i + r] * static_cast<float>(col_sum[j + c]));
+        }
+      }
+    });
+  }
+
   // Splits y = x W^T into (row block, column block) tasks, calls tile(i,
   // rows, j, n_panels, acc) for each register tile, and applies the fused
   // epilogue (bias, GELU, residual add) while the tile is in cache.

@@ -34,6 +34,14 @@ void pack_bf16_panels(const float* w, int n_out, int n_in, uint16_t* dst);
 inline int i8_k_quads(int n_in) { return ((n_in + 3) / 4 + 15) / 16 * 16; }
 void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* scale, int32_t* col_sum);
 
+// int10 weights (the decoder's, at the int8 compute type): one scale per
+// output channel (max |w| / 511), q = round(W[n][k] / scale[n]) in [-511, 511]
+// split as q = 4 hi + lo with hi in [-128, 127] and lo in [0, 3]. hi is
+// stored like the int8 panels; lo packs four K quads into each byte:
+// lo_panels[p][kq / 4][j][k % 4] bits 2 (kq % 4) .. +1 = lo(W[16 p + j][k]),
+// kq = k / 4. col_sum[n] = sum_k q[n][k]. 1.25 bytes per weight.
+void pack_i10_panels(const float* w, int n_out, int n_in, int8_t* hi, uint8_t* lo, float* scale, int32_t* col_sum);
+
 struct KernelTable {
   Isa isa;
   const char* gemm_f32_name;
@@ -57,6 +65,13 @@ struct KernelTable {
   int gemm_i8_rows;
   void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                        int n_panels, int k_quads, int32_t* acc);
+  // u8 x int10 -> s32: acc[r][j] = sum_k x[r][k] (4 hi + lo), exact (the
+  // sum is below 2^31 for k < 16480). hi_stride and lo_stride are the bytes
+  // of one hi and one lo panel; k_quads is a multiple of 16 (the packer pads K).
+  const char* gemm_i10_name;
+  int gemm_i10_rows;
+  void (*gemm_i10_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* hi, const uint8_t* lo,
+                        size_t hi_stride, size_t lo_stride, int n_panels, int k_quads, int32_t* acc);
 
   // GEMM epilogue for one row of a tile: y (+)= act(acc + bias), bias may be null.
   void (*epilogue_row)(float* acc, int cols, const float* bias, bool gelu, bool accumulate, float* y);
@@ -65,6 +80,9 @@ struct KernelTable {
   void (*to_bf16_row)(const float* x, int n, uint16_t* out);  // round to nearest even
   // Affine u8: x ~ lo + scale q, scale = (max - min) / 255, q rounded to nearest even.
   void (*quantize_u8_row)(const float* x, int n, uint8_t* out, float* scale, float* lo);
+  // Affine 16-bit, as two u8 digits: x ~ lo + scale (256 hi + lo_digit),
+  // scale = (max - min) / 65535, rounded to nearest even.
+  void (*quantize_u16_row)(const float* x, int n, uint8_t* hi, uint8_t* lo_digit, float* scale, float* lo);
 
   const char* vector_name;  // the row ops below
   float (*dot)(const float* a, const float* b, int n);

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "backend/cpu/kernels.h"
 
@@ -131,22 +132,117 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
   }
 }
 
+// gemm_u8s10_s32_4x32__avx512vnni: int10 weights as an int8 high part and a
+// 2-bit low part (kernels.h). Per K quad, one vpdpbusd with the high bytes
+// and one with the low bits, which a shift and a mask take out of one byte
+// shared by four quads; the sums combine as 4 hi + lo at the end, exactly.
+// 4 rows x 2 panels x (hi, lo) = 16 accumulators. At the int8 compute type
+// the rows are the two digits of 16-bit activations, so a decoder step (1
+// token) is one 2-row tile: 8 vpdpbusd per 32 columns x 4 K, for 160 bytes
+// of weights, well inside what one core does while those bytes arrive.
+template <int R>
+__attribute__((target("avx512vnni"))) static void i10_rows(const uint8_t* x, size_t ldx, const int8_t* h0p,
+                                                           const int8_t* h1p, const uint8_t* l0p, const uint8_t* l1p,
+                                                           bool two, int k_quads, int32_t* acc) {
+  __m512i ch[R][2], cl[R][2];
+  for (int r = 0; r < R; ++r) ch[r][0] = ch[r][1] = cl[r][0] = cl[r][1] = _mm512_setzero_si512();
+  const __m512i three = _mm512_set1_epi8(3);
+  for (int g = 0; g < k_quads / 4; ++g) {
+    const __m512i l0 = _mm512_loadu_si512(l0p + g * 64);
+    const __m512i l1 = _mm512_loadu_si512(l1p + g * 64);
+    for (int u = 0; u < 4; ++u) {
+      const int kq = 4 * g + u;
+      const __m512i wh0 = _mm512_loadu_si512(h0p + kq * 64);
+      const __m512i wh1 = _mm512_loadu_si512(h1p + kq * 64);
+      const __m512i wl0 = _mm512_and_si512(_mm512_srli_epi16(l0, 2 * u), three);
+      const __m512i wl1 = _mm512_and_si512(_mm512_srli_epi16(l1, 2 * u), three);
+      for (int r = 0; r < R; ++r) {
+        uint32_t quad;
+        __builtin_memcpy(&quad, x + r * ldx + 4 * kq, 4);
+        const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
+        ch[r][0] = _mm512_dpbusd_epi32(ch[r][0], xv, wh0);
+        cl[r][0] = _mm512_dpbusd_epi32(cl[r][0], xv, wl0);
+        ch[r][1] = _mm512_dpbusd_epi32(ch[r][1], xv, wh1);
+        cl[r][1] = _mm512_dpbusd_epi32(cl[r][1], xv, wl1);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_si512(acc + r * 32, _mm512_add_epi32(_mm512_slli_epi32(ch[r][0], 2), cl[r][0]));
+    if (two) _mm512_storeu_si512(acc + r * 32 + 16, _mm512_add_epi32(_mm512_slli_epi32(ch[r][1], 2), cl[r][1]));
+  }
+}
+
+static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* hi, const uint8_t* lo,
+                          size_t hi_stride, size_t lo_stride, int n_panels, int k_quads, int32_t* acc) {
+  const bool two = n_panels > 1;
+  const int8_t* h1 = hi + (two ? hi_stride : 0);
+  const uint8_t* l1 = lo + (two ? lo_stride : 0);
+  switch (rows) {
+    case 1: return i10_rows<1>(x, ldx, hi, h1, lo, l1, two, k_quads, acc);
+    case 2: return i10_rows<2>(x, ldx, hi, h1, lo, l1, two, k_quads, acc);
+    case 3: return i10_rows<3>(x, ldx, hi, h1, lo, l1, two, k_quads, acc);
+    default: return i10_rows<4>(x, ldx, hi, h1, lo, l1, two, k_quads, acc);
+  }
+}
+
 // attend_row_f32_d64__avx512: one query over n keys with the query and the
 // output held in registers (d <= 128, a multiple of 16; other d fall back).
-// Per key: d/16 loads + FMAs and one horizontal sum for the score, d/16
-// loads + FMAs for the value sum.
+// Scores go 16 keys at a time: each key's d/16 products are summed lane-wise
+// into its own register, and one transposing reduction (hsum16) turns the 16
+// registers into the 16 scores, about 3 instructions per key where a
+// horizontal sum per key took ~10 and serialized on its latency. Per key that
+// leaves d/16 loads and FMAs for the score and d/16 for the value sum, so a
+// decoder step's cross-attention streams the bf16 K/V at memory speed
+// (base: 6 layers x 1500 x 512 x 2 x 2 bytes = 18 MB per token).
 static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 static inline __m512 load16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
 
+// s[i] = the sum of the 16 lanes of a[i]: pairs of rows are interleaved and
+// added (unpack), then quads (shuffle), then 128-bit lanes (two rounds of
+// shuffle_f32x4). Each score is summed in the same fixed order.
+static inline __m512 hsum16(const __m512* a) {
+  __m512 b[8], c[4];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)
+    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 e0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 e1 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(c[2], c[3], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(e0, e1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+static const int kPrefetchKeys = getenv("PFK") ? atoi(getenv("PFK")) : 0;  // EXPERIMENT
 template <typename KV, int D16>
 static void attend_fixed(const float* q, const KV* k, const KV* v, int n, int ld, float scale, float* scratch,
                          float* out) {
   __m512 qv[D16];
   for (int c = 0; c < D16; ++c) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_set1_ps(scale));
-  float mx = -INFINITY;
-  for (int j = 0; j < n; ++j) {
+  __m512 mx16 = _mm512_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512 a[16];
+    for (int t = 0; t < 16; ++t) {
+      const KV* kj = k + static_cast<size_t>(j + t) * ld;
+      if (kPrefetchKeys) {
+        const char* pf = reinterpret_cast<const char*>(kj + static_cast<size_t>(kPrefetchKeys) * ld);
+        for (int b = 0; b < D16 * 16 * static_cast<int>(sizeof(KV)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+      }
+      a[t] = _mm512_mul_ps(qv[0], load16(kj));
+      for (int c = 1; c < D16; ++c) a[t] = _mm512_fmadd_ps(qv[c], load16(kj + 16 * c), a[t]);
+    }
+    const __m512 s = hsum16(a);
+    _mm512_storeu_ps(scratch + j, s);
+    mx16 = _mm512_max_ps(mx16, s);
+  }
+  float mx = _mm512_reduce_max_ps(mx16);
+  for (; j < n; ++j) {  // the last n % 16 keys
     const KV* kj = k + static_cast<size_t>(j) * ld;
     __m512 acc = _mm512_mul_ps(qv[0], load16(kj));
     for (int c = 1; c < D16; ++c) acc = _mm512_fmadd_ps(qv[c], load16(kj + 16 * c), acc);
@@ -155,14 +251,28 @@ static void attend_fixed(const float* q, const KV* k, const KV* v, int n, int ld
     mx = s > mx ? s : mx;
   }
   const float inv = 1.0f / exp_sum_generic(scratch, n, mx);
-  __m512 o[D16];
-  for (int c = 0; c < D16; ++c) o[c] = _mm512_setzero_ps();
-  for (int j = 0; j < n; ++j) {
+  // Two sets of accumulators (even and odd keys) so that consecutive keys'
+  // FMAs do not wait on each other's latency.
+  __m512 o[2][D16];
+  for (int c = 0; c < D16; ++c) o[0][c] = o[1][c] = _mm512_setzero_ps();
+  j = 0;
+  for (; j + 2 <= n; j += 2)
+    for (int u = 0; u < 2; ++u) {
+      const KV* vj = v + static_cast<size_t>(j + u) * ld;
+      if (kPrefetchKeys) {
+        const char* pf = reinterpret_cast<const char*>(vj + static_cast<size_t>(kPrefetchKeys) * ld);
+        for (int b = 0; b < D16 * 16 * static_cast<int>(sizeof(KV)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+      }
+      const __m512 p = _mm512_set1_ps(scratch[j + u]);
+      for (int c = 0; c < D16; ++c) o[u][c] = _mm512_fmadd_ps(p, load16(vj + 16 * c), o[u][c]);
+    }
+  if (j < n) {
     const KV* vj = v + static_cast<size_t>(j) * ld;
     const __m512 p = _mm512_set1_ps(scratch[j]);
-    for (int c = 0; c < D16; ++c) o[c] = _mm512_fmadd_ps(p, load16(vj + 16 * c), o[c]);
+    for (int c = 0; c < D16; ++c) o[0][c] = _mm512_fmadd_ps(p, load16(vj + 16 * c), o[0][c]);
   }
-  for (int c = 0; c < D16; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+  for (int c = 0; c < D16; ++c)
+    _mm512_storeu_ps(out + 16 * c, _mm512_mul_ps(_mm512_add_ps(o[0][c], o[1][c]), _mm512_set1_ps(inv)));
 }
 
 template <typename KV>
@@ -202,9 +312,13 @@ const KernelTable& kernel_table_avx512() {
       cpu_features().avx512_vnni ? "gemm_u8s8_s32_6x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
       6,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile : avx512_ns::gemm_i8_tile_generic,
+      cpu_features().avx512_vnni ? "gemm_u8s10_s32_4x32__avx512vnni" : "gemm_u8s10_s32_1x16__avx512",
+      4,
+      cpu_features().avx512_vnni ? avx512_ns::gemm_i10_tile : avx512_ns::gemm_i10_tile_generic,
       avx512_ns::epilogue_row_generic,
       avx512_ns::to_bf16_row_generic,
       avx512_ns::quantize_u8_row_generic,
+      avx512_ns::quantize_u16_row_generic,
       "rowops_f32__avx512",
       avx512_ns::dot_generic,
       avx512_ns::axpy_generic,

@@ -1,0 +1,331 @@
+#include "decode/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <unistd.h>
+
+#include "audio/audio_source.h"
+#include "audio/mel.h"
+#include "engine/engine.h"
+
+namespace ama {
+
+namespace {
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// The 16 kHz samples of pass 1, in an unlinked temporary file: the page
+// cache holds them, not the process, and chunks are read back by offset.
+class Spool {
+ public:
+  ~Spool() {
+    if (f_) std::fclose(f_);
+  }
+  Status open() {
+    f_ = std::tmpfile();
+    if (!f_) return make_error("cannot create a temporary file for the decoded audio");
+    return Status::Ok();
+  }
+  Status write(const float* x, size_t n) {
+    if (std::fwrite(x, sizeof(float), n, f_) != n) return make_error("writing the temporary audio file failed (disk full?)");
+    n_ += n;
+    return Status::Ok();
+  }
+  Status flush() { return std::fflush(f_) == 0 ? Status::Ok() : make_error("writing the temporary audio file failed"); }
+  Status read(size_t start, size_t n, float* out) const {
+    char* dst = reinterpret_cast<char*>(out);
+    size_t want = n * sizeof(float);
+    off_t at = static_cast<off_t>(start * sizeof(float));
+    while (want > 0) {
+      const ssize_t got = ::pread(fileno(f_), dst, want, at);
+      if (got <= 0) return make_error("reading the temporary audio file failed");
+      dst += got;
+      at += got;
+      want -= static_cast<size_t>(got);
+    }
+    return Status::Ok();
+  }
+  size_t size() const { return n_; }
+
+ private:
+  std::FILE* f_ = nullptr;
+  size_t n_ = 0;
+};
+
+// The segments of one decoded chunk, with absolute times. Like sequential
+// mode, the tokens split at pairs of timestamps; unlike it, nothing is
+// decoded again, so tokens after the last complete pair (an unfinished
+// segment) become a final segment that ends with the chunk.
+std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowResult& r, const AudioChunk& c, bool timestamps) {
+  const int frames = static_cast<int>((c.end - c.start) / kHopLength);
+  const double offset = static_cast<double>(c.start) / kSampleRate;
+  const double length = static_cast<double>(c.end - c.start) / kSampleRate;
+  WindowSegments ws = split_window(tok, r.tokens, 0, std::max(frames, 1), timestamps);
+  size_t consumed = 0;
+  for (const Segment& s : ws.segments) consumed += s.tokens.size();
+  if (consumed < r.tokens.size()) {
+    Segment tail;
+    std::vector<int> part(r.tokens.begin() + consumed, r.tokens.end());
+    const int ts0 = tok.special().timestamp_begin;
+    tail.start = part.front() >= ts0 ? (part.front() - ts0) * 0.02 : (ws.segments.empty() ? 0 : ws.segments.back().end);
+    tail.end = length;
+    std::vector<int> text;
+    for (int t : part)
+      if (t < tok.special().eot) text.push_back(t);
+    tail.text = tok.decode(text);
+    tail.tokens = std::move(part);
+    ws.segments.push_back(std::move(tail));
+  }
+  std::vector<Segment> out;
+  for (Segment& s : ws.segments) {
+    if (trim(s.text).empty()) continue;
+    s.end = std::min(s.end, length);
+    s.start = std::min(s.start, s.end);
+    if (s.start == s.end && timestamps) continue;  // openai drops zero-length segments
+    s.start += offset;
+    s.end += offset;
+    s.seek = static_cast<int>(c.start / kHopLength);
+    s.avg_logprob = r.avg_logprob;
+    s.no_speech_prob = r.no_speech_prob;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<AudioChunk> merge_speech_segments(const std::vector<SpeechSegment>& segments, size_t max_samples) {
+  std::vector<AudioChunk> out;
+  if (segments.empty() || max_samples == 0) return out;
+  AudioChunk cur{segments.front().start, segments.front().start};
+  for (const SpeechSegment& s : segments) {
+    if (s.end - cur.start > max_samples && cur.end > cur.start) {
+      out.push_back(cur);
+      cur = {s.start, s.start};
+    }
+    cur.end = s.end;
+    // A single segment over the limit: cut it into windows.
+    while (cur.end - cur.start > max_samples) {
+      out.push_back({cur.start, cur.start + max_samples});
+      cur.start += max_samples;
+    }
+  }
+  if (cur.end > cur.start) out.push_back(cur);
+  return out;
+}
+
+int default_batch_size() { return 8; }
+
+Result<PipelineResult> transcribe_file_batched(const Engine& engine, const SileroVad& vad, const std::string& path,
+                                               const PipelineOptions& o) {
+  const WhisperModel& model = engine.model();
+  const Tokenizer& tok = model.tokenizer;
+  const SpecialTokens& sp = tok.special();
+  const HParams& hp = model.hp;
+  const int batch = o.batch_size == 0 ? default_batch_size() : o.batch_size;
+  if (batch < 1 || batch > 256) return make_error("--batch-size " + std::to_string(o.batch_size) + " is out of range [1, 256]");
+  if (o.forced_tokens_per_30s < 0 || o.forced_tokens_per_30s > hp.n_text_ctx / 2)
+    return make_error("tokens per window must be in [0, " + std::to_string(hp.n_text_ctx / 2) + "]");
+
+  PipelineResult res;
+  Transcript& out = res.transcript;
+  int language_token = -1;
+  if (tok.multilingual()) {
+    if (o.language != "auto" && !o.language.empty()) {
+      language_token = tok.language_token(o.language);
+      if (language_token < 0) return make_error("unknown language '" + o.language + "'");
+      out.language = o.language;
+    }
+  } else {
+    if (o.language != "auto" && !o.language.empty() && o.language != "en")
+      return make_error("this model is English-only; language '" + o.language + "' is not available");
+    if (o.task == Task::translate) return make_error("this model is English-only and cannot translate");
+    out.language = "en";
+  }
+
+  // Pass 1: decode the audio, run the VAD, spool the samples.
+  auto src = AudioSource::open(path);
+  if (!src) return src.error();
+  Spool spool;
+  AMA_TRY(spool.open());
+  VadStream vs = vad.stream();
+  std::vector<float> probs, block(1 << 16);
+  for (;;) {
+    double t0 = now_s();
+    auto n = (*src)->read(block.data(), block.size());
+    res.times.decode_audio += now_s() - t0;
+    if (!n) return n.error();
+    if (*n == 0) break;
+    AMA_TRY(spool.write(block.data(), *n));
+    t0 = now_s();
+    vs.push(block.data(), *n, probs);
+    res.times.vad += now_s() - t0;
+  }
+  {
+    const double t0 = now_s();
+    vs.finish(probs);
+    res.times.vad += now_s() - t0;
+  }
+  AMA_TRY(spool.flush());
+  if (spool.size() == 0) return make_error((*src)->name() + ": no audio samples");
+  out.duration = static_cast<double>(spool.size()) / kSampleRate;
+
+  VadOptions vo = o.vad;
+  vo.max_speech_s = std::min(vo.max_speech_s, static_cast<float>(kChunkSeconds));
+  auto segs = speech_segments(probs, spool.size(), vo);
+  if (!segs) return segs.error();
+  const std::vector<AudioChunk> chunks = merge_speech_segments(*segs, kNSamplesPerWindow);
+  if (chunks.empty()) {
+    if (out.language.empty()) out.language = "en";  // nothing to detect it from
+    if (o.on_progress) o.on_progress(out.duration, out.duration);
+    return res;
+  }
+
+  // Pass 2: chunks through the stages, continuously batched.
+  auto encoder = engine.new_encoder_stage();
+  auto decoder = engine.new_decoder_stage();
+  LogMel mel(model.mel_filters, hp.n_mels);
+  const size_t window = static_cast<size_t>(hp.n_mels) * kNFramesPerWindow;
+  std::vector<float> mels, audio;
+  const LogitRules rules = default_logit_rules(tok, o.timestamps);
+  WindowRequest req;
+  req.task = o.task;
+  req.timestamps = o.timestamps;
+  req.sample_len = hp.n_text_ctx / 2;
+  if (!o.initial_prompt.empty()) req.prompt = tok.encode(" " + trim(o.initial_prompt));
+
+  // Log-mel of chunks [first, first + k) into mels, WhisperX style: each
+  // chunk zero-padded to 30 s and normalized by its own maximum.
+  auto chunk_mels = [&](size_t first, int k) -> Status {
+    const double t0 = now_s();
+    mels.assign(window * k, 0.0f);
+    for (int i = 0; i < k; ++i) {
+      const AudioChunk& c = chunks[first + i];
+      audio.resize(c.end - c.start);
+      const double ta = now_s();
+      AMA_TRY(spool.read(c.start, audio.size(), audio.data()));
+      res.times.decode_audio += now_s() - ta;
+      float* m = mels.data() + window * i;
+      mel.raw_frames(audio.data(), audio.size(), 0, kNFramesPerWindow, m, kNFramesPerWindow);
+      const float gmax = *std::max_element(m, m + window);
+      LogMel::normalize(m, hp.n_mels, kNFramesPerWindow, kNFramesPerWindow, gmax);
+    }
+    res.times.mel += now_s() - t0;
+    return Status::Ok();
+  };
+  auto encode = [&](size_t first, int k) -> Result<std::vector<std::shared_ptr<const EncoderState>>> {
+    AMA_TRY(chunk_mels(first, k));
+    const double t0 = now_s();
+    auto st = encoder->encode(mels.data(), k, window, kNFramesPerWindow);
+    res.times.encode += now_s() - t0;
+    return st;
+  };
+
+  std::shared_ptr<const EncoderState> first_state;
+  std::vector<float> logits;
+  if (language_token < 0 && tok.multilingual()) {
+    // The language of the first 30 s of speech.
+    auto st = encode(0, 1);
+    if (!st) return st.error();
+    first_state = st->front();
+    const double t0 = now_s();
+    auto seq = decoder->add_sequence(first_state);
+    if (!seq) return seq.error();
+    AMA_TRY(decoder->step({{*seq, {sp.sot}}}, logits));
+    decoder->free(*seq);
+    int best = sp.language_begin;
+    for (int t = sp.language_begin; t < sp.language_begin + sp.n_languages; ++t)
+      if (logits[t] > logits[best]) best = t;
+    res.times.decode += now_s() - t0;
+    out.language = tok.language_code(best);
+    language_token = best;
+  }
+  req.language_token = language_token;
+
+  struct Slot {
+    size_t chunk;
+    DecoderStage::SeqId seq;
+    std::unique_ptr<GreedyWindow> window;
+  };
+  std::vector<Slot> active;
+  std::map<size_t, WindowResult> finished;
+  size_t next = 0, emitted = 0;
+  std::vector<DecoderStage::Input> inputs;
+
+  auto refill = [&]() -> Status {
+    const int k = static_cast<int>(std::min<size_t>(batch - active.size(), chunks.size() - next));
+    if (k <= 0) return Status::Ok();
+    std::vector<std::shared_ptr<const EncoderState>> states;
+    if (next == 0 && first_state) states.push_back(first_state);
+    if (static_cast<int>(states.size()) < k) {
+      auto st = encode(next + states.size(), k - static_cast<int>(states.size()));
+      if (!st) return st.error();
+      states.insert(states.end(), st->begin(), st->end());
+    }
+    first_state.reset();
+    for (int i = 0; i < k; ++i, ++next) {
+      WindowRequest r = req;
+      if (o.forced_tokens_per_30s > 0) {
+        const double secs = static_cast<double>(chunks[next].end - chunks[next].start) / kSampleRate;
+        r.forced_tokens = std::max(1, static_cast<int>(std::lround(o.forced_tokens_per_30s * secs / kChunkSeconds)));
+      }
+      auto w = std::make_unique<GreedyWindow>(tok, rules, hp.n_text_ctx, r);
+      if (w->done()) return make_error("the initial prompt does not fit the text context");
+      auto seq = decoder->add_sequence(states[i]);
+      if (!seq) return seq.error();
+      active.push_back(Slot{next, *seq, std::move(w)});
+    }
+    return Status::Ok();
+  };
+
+  auto emit_ready = [&]() {
+    for (auto it = finished.find(emitted); it != finished.end(); it = finished.find(emitted)) {
+      const WindowResult& r = it->second;
+      const AudioChunk& c = chunks[emitted];
+      const bool silent = o.no_speech_threshold >= 0 && r.no_speech_prob > o.no_speech_threshold &&
+                          !(r.avg_logprob > o.logprob_threshold);
+      if (!silent)
+        for (Segment& s : chunk_segments(tok, r, c, o.timestamps)) out.segments.push_back(std::move(s));
+      res.decoded_tokens += static_cast<int>(r.tokens.size());
+      finished.erase(it);
+      ++emitted;
+      if (o.on_progress)
+        o.on_progress(std::min(out.duration, static_cast<double>(c.end) / kSampleRate), out.duration);
+    }
+  };
+
+  while (next < chunks.size() || !active.empty()) {
+    AMA_TRY(refill());
+    const double t0 = now_s();
+    inputs.clear();
+    for (const Slot& s : active) inputs.push_back({s.seq, s.window->next_input()});
+    AMA_TRY(decoder->step(inputs, logits));
+    for (size_t i = 0; i < active.size(); ++i) active[i].window->on_logits(logits.data() + i * hp.n_vocab);
+    for (size_t i = 0; i < active.size();) {
+      if (active[i].window->done()) {
+        finished.emplace(active[i].chunk, active[i].window->result());
+        decoder->free(active[i].seq);
+        active.erase(active.begin() + i);
+      } else {
+        ++i;
+      }
+    }
+    res.times.decode += now_s() - t0;
+    emit_ready();
+  }
+  res.windows = static_cast<int>(chunks.size());
+  return res;
+}
+
+}  // namespace ama

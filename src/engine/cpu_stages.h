@@ -1,0 +1,56 @@
+// The CPU implementation of the stages: the model's Encoder and Decoder
+// (src/model) over a Backend's ops.
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+
+#include "backend/backend.h"
+#include "engine/stages.h"
+#include "model/decoder.h"
+#include "model/encoder.h"
+#include "model/whisper_model.h"
+
+namespace ama {
+
+class CpuEncoderStage final : public EncoderStage {
+ public:
+  CpuEncoderStage(std::shared_ptr<const WhisperModel> model, Backend& backend, bool keep_output);
+  Result<std::vector<std::shared_ptr<const EncoderState>>> encode(const float* mel, int n_windows,
+                                                                  size_t window_stride, int ld) override;
+  Result<std::vector<float>> encoder_output(const EncoderState& state) const override;
+
+ private:
+  std::shared_ptr<const WhisperModel> model_;
+  Encoder encoder_;
+  Decoder cross_;  // computes the cross-attention K/V from the encoder output
+  bool keep_output_;
+  std::vector<float> out_;
+};
+
+class CpuDecoderStage final : public DecoderStage {
+ public:
+  CpuDecoderStage(std::shared_ptr<const WhisperModel> model, Backend& backend);
+  Result<SeqId> add_sequence(std::shared_ptr<const EncoderState> encoder) override;
+  Result<SeqId> fork(SeqId parent) override;
+  void free(SeqId seq) override;
+  int n_past(SeqId seq) const override;
+  int size() const override { return static_cast<int>(seqs_.size()); }
+  Status step(const std::vector<Input>& batch, std::vector<float>& logits) override;
+  int n_vocab() const override { return model_->hp.n_vocab; }
+  int n_text_ctx() const override { return model_->hp.n_text_ctx; }
+
+ private:
+  struct Sequence {
+    std::shared_ptr<const EncoderState> encoder;
+    KvCache cache;
+  };
+  std::shared_ptr<const WhisperModel> model_;
+  Decoder decoder_;
+  std::unordered_map<SeqId, Sequence> seqs_;
+  std::vector<KvCache> spare_;  // freed caches, reused (5.5 MB each for base)
+  SeqId next_id_ = 1;
+  std::vector<Decoder::Group> groups_;
+};
+
+}  // namespace ama
