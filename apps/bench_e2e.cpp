@@ -36,7 +36,7 @@ double peak_rss_mb() {
 }
 
 int run_e2e(const BenchCliOptions& c, const Engine& engine) {
-  auto vad = SileroVad::load(c.vad_model.empty() ? shared_dir() + "/models/silero_vad_16k.safetensors" : c.vad_model);
+  auto vad = SileroVad::load(c.vad_model.empty() ? default_vad_model() : c.vad_model);
   if (!vad) return fail(vad.message());
   PipelineOptions o;
   o.forced_tokens_per_30s = c.tokens_per_window;

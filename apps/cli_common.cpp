@@ -1,4 +1,5 @@
 // Helpers shared by the subcommands (see command.h).
+#include <cstdlib>
 #include <fstream>
 
 #include "command.h"
@@ -6,6 +7,11 @@
 namespace ama::cli {
 
 std::string shared_dir() { return AMA_DEFAULT_SHARED_DIR; }
+
+std::string default_vad_model() {
+  const char* env = std::getenv("AMANUENSIS_VAD_MODEL");
+  return env && *env ? env : shared_dir() + "/models/silero_vad_16k.safetensors";
+}
 
 Status write_f32(const std::string& path, const float* data, size_t n) {
   std::FILE* f = std::fopen(path.c_str(), "wb");

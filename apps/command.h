@@ -25,6 +25,8 @@ inline int fail(const std::string& message) {
 
 // The folder with the shared test data (vocabularies for make-test-model, VAD weights).
 std::string shared_dir();
+// The Silero VAD weights: $AMANUENSIS_VAD_MODEL, else the shared folder's.
+std::string default_vad_model();
 
 // Writes raw little-endian float32 / a text file.
 Status write_f32(const std::string& path, const float* data, size_t n);

@@ -77,7 +77,7 @@ int run_transcribe(const TranscribeCliOptions& c) {
     if (!result) return fail(result.message());
     transcript = std::move(*result);
   } else {
-    auto vad = SileroVad::load(c.vad_model.empty() ? shared_dir() + "/models/silero_vad_16k.safetensors" : c.vad_model);
+    auto vad = SileroVad::load(c.vad_model.empty() ? default_vad_model() : c.vad_model);
     if (!vad) return fail(vad.message());
     PipelineOptions o;
     o.language = c.language;

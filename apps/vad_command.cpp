@@ -31,7 +31,7 @@ void append_number(std::string& out, T v) {
 
 int run_vad(const VadCliOptions& o) {
   if (Status s = validate(o.vad); !s) return fail(s.message());
-  const std::string weights = o.weights.empty() ? shared_dir() + "/models/silero_vad_16k.safetensors" : o.weights;
+  const std::string weights = o.weights.empty() ? default_vad_model() : o.weights;
   auto vad = SileroVad::load(weights);
   if (!vad) return fail(vad.message());
   auto audio = load_audio_16k(o.file);
@@ -84,7 +84,7 @@ Command add_vad_command(CLI::App& root) {
   sub->add_option("--speech-pad-ms", o->vad.speech_pad_ms, "padding on each side (default 30)");
   sub->add_option("--max-speech-s", o->vad.max_speech_s,
                   "split longer segments, at the longest silence over 98 ms if any (default: unlimited)");
-  sub->add_option("--weights", o->weights, "Silero VAD safetensors (default: <shared>/models/silero_vad_16k.safetensors)");
+  sub->add_option("--weights", o->weights, "Silero VAD safetensors (default: $AMANUENSIS_VAD_MODEL, else <shared>/models/silero_vad_16k.safetensors)");
   return {sub, [o] { return run_vad(*o); }};
 }
 

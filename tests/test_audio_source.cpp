@@ -8,8 +8,7 @@
 // (L = jfk.wav, R = jfk.wav reversed at half level), so a decoder that drops
 // a channel or scrambles the interleaving no longer matches (L + R) / 2.
 #include <gtest/gtest.h>
-
-#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -38,7 +37,27 @@ namespace {
 constexpr double kPi = std::numbers::pi;
 constexpr size_t kJfkSamples = 176000;  // jfk.wav: 11.0 s at 16 kHz
 
-std::string tmp(const std::string& name) { return ::testing::TempDir() + "ama_audio_source_" + name; }
+// Temporary files, named per process (ctest may run these tests in parallel)
+// and removed when the test program ends.
+std::set<std::string>& temp_files() {
+  static std::set<std::string> files;
+  return files;
+}
+
+std::string tmp(const std::string& name) {
+  const std::string path = ::testing::TempDir() + "ama_audio_source_" + std::to_string(getpid()) + "_" + name;
+  temp_files().insert(path);
+  return path;
+}
+
+class RemoveTempFiles : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    for (const std::string& f : temp_files()) std::remove(f.c_str());
+  }
+};
+[[maybe_unused]] ::testing::Environment* const remove_temp_files =
+    ::testing::AddGlobalTestEnvironment(new RemoveTempFiles);
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }
 

@@ -115,18 +115,21 @@ TEST_P(Kernels, LinearMatchesReference) {
   }
 }
 
-// bf16 and int8 linear: the reference applies the same input rounding
-// (bf16 round-to-nearest-even; per-row affine u8 activations and
-// per-channel int8 weights) and then computes exactly in double, so the
+// bf16, int8 and int10 linear: the reference applies the same input
+// rounding (bf16 round-to-nearest-even; per-row affine u8 activations and
+// per-channel int8 weights; per-row affine 16-bit activations and
+// per-channel 10-bit weights) and then computes exactly in double, so the
 // tolerance covers only the kernel's own f32 accumulation.
 void check_quantized_linear(CpuBackendOptions o, const std::vector<GemmShape>& shapes) {
-  for (ComputeType ct : {ComputeType::bf16, ComputeType::int8}) {
+  for (ComputeType ct : {ComputeType::bf16, ComputeType::int8, ComputeType::int10}) {
     o.compute = ct;
     auto made = make_cpu_backend(o);
     ASSERT_TRUE(made.ok()) << made.message();
     auto be = std::move(made.value());
     if (o.emulate_amx) {
-      ASSERT_NE(be->describe().find("amx_emulated"), std::string::npos) << be->describe();
+      // int10 has no AMX tile: the AMX table keeps AVX-512's (m >= 16 runs it here).
+      const char* want = ct == ComputeType::int10 ? "isa=amx" : "amx_emulated";
+      ASSERT_NE(be->describe().find(want), std::string::npos) << be->describe();
     }
     for (const auto& s : shapes) {
       SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
@@ -145,23 +148,26 @@ void check_quantized_linear(CpuBackendOptions o, const std::vector<GemmShape>& s
         for (size_t i = 0; i < x.size(); ++i) xq[i] = bf16_to_f32(f32_to_bf16(x[i]));
         for (size_t i = 0; i < w.size(); ++i) wq[i] = bf16_to_f32(f32_to_bf16(w[i]));
       } else {
+        // int8: u8 activations, weights in [-127, 127]; int10: 16-bit
+        // activations, weights in [-511, 511].
+        const int x_max = ct == ComputeType::int8 ? 255 : 65535, w_max = ct == ComputeType::int8 ? 127 : 511;
         for (int i = 0; i < s.m; ++i) {
           const float* xr = x.data() + static_cast<size_t>(i) * s.k;
           const float lo = *std::min_element(xr, xr + s.k), hi = *std::max_element(xr, xr + s.k);
-          const float sc = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / sc;
+          const float sc = hi > lo ? (hi - lo) / static_cast<float>(x_max) : 1.0f, inv = 1.0f / sc;
           xs[i] = sc;
           xlo[i] = lo;
           for (int kk = 0; kk < s.k; ++kk)
-            xq[static_cast<size_t>(i) * s.k + kk] = std::clamp(static_cast<int>(std::lrint((xr[kk] - lo) * inv)), 0, 255);
+            xq[static_cast<size_t>(i) * s.k + kk] = std::clamp(static_cast<int>(std::lrint((xr[kk] - lo) * inv)), 0, x_max);
         }
         for (int j = 0; j < s.n; ++j) {
           const float* wr = w.data() + static_cast<size_t>(j) * s.k;
           float mx = 0;
           for (int kk = 0; kk < s.k; ++kk) mx = std::max(mx, std::fabs(wr[kk]));
-          const float sc = mx > 0 ? mx / 127.0f : 1.0f;
+          const float sc = mx > 0 ? mx / static_cast<float>(w_max) : 1.0f;
           ws[j] = sc;
           for (int kk = 0; kk < s.k; ++kk)
-            wq[static_cast<size_t>(j) * s.k + kk] = std::clamp(static_cast<int>(std::lrint(wr[kk] / sc)), -127, 127);
+            wq[static_cast<size_t>(j) * s.k + kk] = std::clamp(static_cast<int>(std::lrint(wr[kk] / sc)), -w_max, w_max);
         }
       }
       std::vector<int> rows;
@@ -182,11 +188,17 @@ void check_quantized_linear(CpuBackendOptions o, const std::vector<GemmShape>& s
           if (ct == ComputeType::bf16) {
             ref = dot + bias[j];
             tol = (s.k + 2) * kU * (mag + std::fabs(bias[j]));
-          } else {
+          } else if (ct == ComputeType::int8) {
             // Integer dot products are exact; the float epilogue rounds a few times.
             const double a = xs[i] * dot, b = xlo[i] * colsum;
             ref = ws[j] * (a + b) + bias[j];
             tol = 6 * kU * (ws[j] * (std::fabs(a) + std::fabs(b)) + std::fabs(bias[j]));
+          } else {
+            // The two digits' exact sums are combined in float as 256 hi + lo:
+            // two more roundings, each within u of sum |x w| (256 |hi| <= it).
+            const double a = xs[i] * dot, b = xlo[i] * colsum;
+            ref = ws[j] * (a + b) + bias[j];
+            tol = 8 * kU * (ws[j] * (xs[i] * mag + std::fabs(b)) + std::fabs(bias[j]));
           }
           const double err = std::fabs(y[static_cast<size_t>(i) * s.n + j] - ref);
           if (err / (tol + 1e-30) > worst) worst = err / (tol + 1e-30), worst_i = static_cast<size_t>(i) * s.n + j;
@@ -394,7 +406,7 @@ TEST(AmxEmulation, Bf16FlashAttentionMatchesReference) {
 TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
   const int m = 301, k = 77, n = 197;
   auto x = random_vec(static_cast<size_t>(m) * k, 5), w = random_vec(static_cast<size_t>(n) * k, 6);
-  for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
+  for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int10}) {
     SCOPED_TRACE(compute_type_name(ct));
     std::vector<float> y[2];
     for (int threads : {1, 2}) {
@@ -417,6 +429,136 @@ TEST_P(Kernels, IdenticalAtOneAndTwoThreads) {
     b2->attention(q.data(), m, 128, kv.data(), kv.data(), m, 128, 2, 64, causal, 0, a2.data(), 128);
     EXPECT_TRUE(a1 == a2);
   }
+  // Decoder steps (1 and 5 queries): with 2 threads the heads are split
+  // into groups (6 heads: 3 + 3), with 1 they run in one call.
+  const int heads = 6, wd = heads * 64, n_kv = 300;
+  auto q6 = random_vec(static_cast<size_t>(5) * wd, 9), kv6 = random_vec(static_cast<size_t>(n_kv) * wd, 10);
+  std::vector<uint16_t> kv16(kv6.size());
+  for (size_t i = 0; i < kv6.size(); ++i) kv16[i] = f32_to_bf16(kv6[i]);
+  for (int n_q : {1, 5}) {
+    SCOPED_TRACE("decoder step attention, n_q=" + std::to_string(n_q));
+    std::vector<float> o1(static_cast<size_t>(n_q) * wd), o2(o1.size());
+    b1->attention(q6.data(), n_q, wd, kv6.data(), kv6.data(), n_kv, wd, heads, 64, false, 0, o1.data(), wd);
+    b2->attention(q6.data(), n_q, wd, kv6.data(), kv6.data(), n_kv, wd, heads, 64, false, 0, o2.data(), wd);
+    EXPECT_TRUE(o1 == o2);
+    b1->attention_bf16kv(q6.data(), n_q, wd, kv16.data(), kv16.data(), n_kv, wd, heads, 64, true, n_kv - n_q, o1.data(), wd);
+    b2->attention_bf16kv(q6.data(), n_q, wd, kv16.data(), kv16.data(), n_kv, wd, heads, 64, true, n_kv - n_q, o2.data(), wd);
+    EXPECT_TRUE(o1 == o2);
+  }
+}
+
+// The one-head row kernels (attend_row_*, used by the benchmarks) against the
+// several-head partial-softmax ones that attention() runs, normalized here:
+// the same weighted sums up to the order of the additions, (n + 8) u max|v|
+// each. And m and l against their definitions.
+TEST_P(Kernels, AttendRowMatchesAttendHeads) {
+  const cpu::KernelTable& kt = cpu::kernel_table(GetParam());
+  for (int d : {64, 80, 128, 5}) {
+    for (int n : {1, 15, 16, 77, 256}) {
+      SCOPED_TRACE("d=" + std::to_string(d) + " n=" + std::to_string(n));
+      const int heads = 3, w = heads * d;
+      auto q = random_vec(w, 31 + n), k = random_vec(static_cast<size_t>(n) * w, 32 + n),
+           v = random_vec(static_cast<size_t>(n) * w, 33 + n);
+      std::vector<uint16_t> k16(k.size()), v16(v.size());
+      for (size_t i = 0; i < k.size(); ++i) k16[i] = f32_to_bf16(k[i]), v16[i] = f32_to_bf16(v[i]);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      for (bool bf16 : {false, true}) {
+        SCOPED_TRACE(bf16 ? "bf16 K/V" : "f32 K/V");
+        std::vector<float> kr(k.size()), vr(v.size());  // the values the kernels see
+        for (size_t i = 0; i < k.size(); ++i)
+          kr[i] = bf16 ? bf16_to_f32(k16[i]) : k[i], vr[i] = bf16 ? bf16_to_f32(v16[i]) : v[i];
+        double vmax = 0;
+        for (float x : vr) vmax = std::max(vmax, std::fabs(static_cast<double>(x)));
+        std::vector<float> scratch(static_cast<size_t>(heads) * n), rows(w), all(w), m(heads), l(heads);
+        for (int h = 0; h < heads; ++h) {
+          if (bf16)
+            kt.attend_row_bf16(q.data() + h * d, k16.data() + h * d, v16.data() + h * d, n, w, d, scale,
+                               scratch.data(), rows.data() + h * d);
+          else
+            kt.attend_row_f32(q.data() + h * d, k.data() + h * d, v.data() + h * d, n, w, d, scale, scratch.data(),
+                              rows.data() + h * d);
+        }
+        if (bf16)
+          kt.attend_heads_bf16(q.data(), w, 1, k16.data(), v16.data(), n, w, heads, d, scale, scratch.data(), m.data(),
+                               l.data(), all.data());
+        else
+          kt.attend_heads_f32(q.data(), w, 1, k.data(), v.data(), n, w, heads, d, scale, scratch.data(), m.data(),
+                              l.data(), all.data());
+        for (int h = 0; h < heads; ++h) {
+          double smax = -INFINITY, mag = 0;
+          std::vector<double> sc(n);
+          for (int j = 0; j < n; ++j) {
+            double s = 0, sm = 0;
+            for (int c = 0; c < d; ++c) {
+              const double t = static_cast<double>(q[h * d + c]) * kr[static_cast<size_t>(j) * w + h * d + c];
+              s += t;
+              sm += std::fabs(t);
+            }
+            sc[j] = s * scale;
+            smax = std::max(smax, sc[j]);
+            mag = std::max(mag, sm * scale);
+          }
+          double lsum = 0;
+          for (int j = 0; j < n; ++j) lsum += std::exp(sc[j] - smax);
+          const double ds = (d + 4) * kU * mag;  // score error
+          ASSERT_NEAR(m[h], smax, ds) << "max score of head " << h;
+          ASSERT_NEAR(l[h], lsum, (2.5 * ds + (n + 8) * kU) * lsum) << "softmax sum of head " << h;
+          for (int c = 0; c < d; ++c)
+            ASSERT_NEAR(rows[h * d + c], all[h * d + c] / l[h], 2.0 * (n + 8) * kU * vmax)
+                << "head " << h << " column " << c;
+        }
+        // Several queries in one call (a batched step) give each query
+        // exactly what it gets alone: the row loads are shared, the
+        // arithmetic is not. 1 query and up to kMaxQueries; q rows 2w apart.
+        for (int nq : {2, 5, cpu::kMaxQueries}) {
+          SCOPED_TRACE("queries " + std::to_string(nq));
+          auto qq = random_vec(static_cast<size_t>(nq) * 2 * w, 34 + nq);
+          std::vector<float> sq(static_cast<size_t>(nq) * heads * n), mq(nq * heads), lq(nq * heads),
+              oq(static_cast<size_t>(nq) * w);
+          if (bf16)
+            kt.attend_heads_bf16(qq.data(), 2 * w, nq, k16.data(), v16.data(), n, w, heads, d, scale, sq.data(),
+                                 mq.data(), lq.data(), oq.data());
+          else
+            kt.attend_heads_f32(qq.data(), 2 * w, nq, k.data(), v.data(), n, w, heads, d, scale, sq.data(), mq.data(),
+                                lq.data(), oq.data());
+          for (int i = 0; i < nq; ++i) {
+            if (bf16)
+              kt.attend_heads_bf16(qq.data() + static_cast<size_t>(i) * 2 * w, w, 1, k16.data(), v16.data(), n, w,
+                                   heads, d, scale, scratch.data(), m.data(), l.data(), all.data());
+            else
+              kt.attend_heads_f32(qq.data() + static_cast<size_t>(i) * 2 * w, w, 1, k.data(), v.data(), n, w, heads,
+                                  d, scale, scratch.data(), m.data(), l.data(), all.data());
+            for (int h = 0; h < heads; ++h) {
+              ASSERT_EQ(mq[i * heads + h], m[h]) << "query " << i << " head " << h;
+              ASSERT_EQ(lq[i * heads + h], l[h]) << "query " << i << " head " << h;
+            }
+            for (int c = 0; c < w; ++c) ASSERT_EQ(oq[static_cast<size_t>(i) * w + c], all[c]) << "query " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+// A batched decoder step's cross-attention gives each sequence what it gets
+// alone (same keys, 5 queries in one call against 5 calls of 1).
+TEST_P(Kernels, AttentionRowsAreBatchInvariant) {
+  auto be = backend();
+  const int n_kv = 1500, heads = 8, w = heads * 64, n_q = 5;
+  auto q = random_vec(static_cast<size_t>(n_q) * w, 41), kv = random_vec(static_cast<size_t>(n_kv) * w, 42);
+  std::vector<uint16_t> kv16(kv.size());
+  for (size_t i = 0; i < kv.size(); ++i) kv16[i] = f32_to_bf16(kv[i]);
+  std::vector<float> batch(q.size()), one(q.size());
+  be->attention_bf16kv(q.data(), n_q, w, kv16.data(), kv16.data(), n_kv, w, heads, 64, false, 0, batch.data(), w);
+  for (int i = 0; i < n_q; ++i)
+    be->attention_bf16kv(q.data() + static_cast<size_t>(i) * w, 1, w, kv16.data(), kv16.data(), n_kv, w, heads, 64,
+                         false, 0, one.data() + static_cast<size_t>(i) * w, w);
+  EXPECT_TRUE(batch == one);
+  be->attention(q.data(), n_q, w, kv.data(), kv.data(), n_kv, w, heads, 64, false, 0, batch.data(), w);
+  for (int i = 0; i < n_q; ++i)
+    be->attention(q.data() + static_cast<size_t>(i) * w, 1, w, kv.data(), kv.data(), n_kv, w, heads, 64, false, 0,
+                  one.data() + static_cast<size_t>(i) * w, w);
+  EXPECT_TRUE(batch == one);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Kernels, ::testing::ValuesIn(all_isas()),

@@ -243,6 +243,9 @@ TEST(VadSegments, MaxSpeechSplitsAtTheLongestSilence) {
   // The last silence instead (last in time, shorter), when it is the longer one.
   const std::string pat2 = ".." + rep('S', 20) + rep('.', 4) + rep('S', 20) + rep('.', 6) + rep('S', 30) + rep('.', 40);
   EXPECT_EQ(segments_of(pat2, o).front(), (std::pair<size_t, size_t>{544, 23552 + 480}));
+  // Two equally long silences: the first, as Python's max() returns the first maximum.
+  const std::string pat3 = ".." + rep('S', 20) + rep('.', 4) + rep('S', 20) + rep('.', 4) + rep('S', 30) + rep('.', 40);
+  EXPECT_EQ(segments_of(pat3, o).front(), (std::pair<size_t, size_t>{544, 11264 + 480}));
 }
 
 TEST(VadSegments, MaxSpeechCutsWithoutSilence) {
@@ -350,8 +353,12 @@ TEST(VadSegments, RealAudioMatchesOracleSegments) {
       for (size_t i = 0; i < ours.size(); ++i) {
         EXPECT_LT(ours[i].first, ours[i].second);
         EXPECT_LE(ours[i].second, c.audio.size());
-        if (i > 0) EXPECT_LE(ours[i - 1].second, ours[i].first);
-        if (std::isfinite(max_s)) EXPECT_LE(ours[i].second - ours[i].first, 5 * 16000u) << name;
+        if (i > 0) {
+          EXPECT_LE(ours[i - 1].second, ours[i].first);
+        }
+        if (std::isfinite(max_s)) {
+          EXPECT_LE(ours[i].second - ours[i].first, 5 * 16000u) << name;
+        }
       }
     }
   }

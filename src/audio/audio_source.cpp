@@ -31,7 +31,6 @@
 // filter's).
 #include "audio/audio_source.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

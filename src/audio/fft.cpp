@@ -21,7 +21,6 @@ Fft::Fft(int n) : n_(n) {
     const double a = -2.0 * M_PI * k / n;
     twiddle_[k] = {std::cos(a), std::sin(a)};
   }
-  scratch_.resize(static_cast<size_t>(n) * 2);
 }
 
 void Fft::forward(const std::complex<double>* in, std::complex<double>* out) const {
@@ -29,7 +28,11 @@ void Fft::forward(const std::complex<double>* in, std::complex<double>* out) con
     out[0] = in[0];
     return;
   }
-  recurse(in, 1, out, n_, 0, scratch_.data());
+  // Per-thread scratch: one Fft (inside a shared LogMel) serves several
+  // threads at once (the pipeline computes the two halves of a window in parallel).
+  thread_local std::vector<std::complex<double>> scratch;
+  if (scratch.size() < static_cast<size_t>(n_) * 2) scratch.resize(static_cast<size_t>(n_) * 2);
+  recurse(in, 1, out, n_, 0, scratch.data());
 }
 
 // Decimation in time: split n = r * m; transform the r interleaved

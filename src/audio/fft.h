@@ -13,6 +13,7 @@ class Fft {
   explicit Fft(int n);  // any n >= 1; radices 2, 3, 4, 5 are direct, other primes by plain DFT
   int size() const { return n_; }
   // out[k] = sum_j in[j] exp(-2 pi i j k / n). in and out must not overlap.
+  // Thread-safe: any number of threads may call it at once.
   void forward(const std::complex<double>* in, std::complex<double>* out) const;
 
  private:
@@ -21,7 +22,6 @@ class Fft {
   int n_;
   std::vector<int> factors_;
   std::vector<std::complex<double>> twiddle_;  // exp(-2 pi i k / n), k < n
-  mutable std::vector<std::complex<double>> scratch_;
 };
 
 }  // namespace ama

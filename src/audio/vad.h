@@ -3,14 +3,16 @@
 // speech segments. The network is described in ../shared/models/README.md.
 //
 // SileroVad holds the weights, read from a safetensors file and packed once;
-// it is immutable, cheap to copy, and shared by any number of VadStreams
-// (each stream holds a reference to the weights, so it may outlive the
-// SileroVad it came from). Each stream has its own state: 64 samples of
-// context and the LSTM's h and c.
+// it is immutable, cheap to copy, and shared by any number of VadStreams, on
+// any threads (each stream holds a reference to the weights, so it may
+// outlive the SileroVad it came from; streams take turns on its thread
+// pool). Each stream has its own state: 64 samples of context, the LSTM's h
+// and c, and 2.4 MB of scratch for one batch.
 //
 // Speed: every stage before the LSTM is independent of the recurrent state,
-// so a stream batches up to 256 chunks and runs them as GEMMs through the
-// Backend; only W_hh h and the gates run chunk by chunk.
+// so a stream batches up to 192 chunks and runs them as an FFT and GEMMs on
+// several threads; only W_hh h and the gates run chunk by chunk, overlapped
+// with the next batch's GEMMs (see vad.cpp).
 #pragma once
 
 #include <cmath>
@@ -19,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend.h"
 #include "core/result.h"
 
 namespace ama {
@@ -35,9 +36,9 @@ struct VadNet;
 class VadStream;
 
 struct VadLoadOptions {
-  // Runs the batched convolutions; weights are packed as f32 whatever its
-  // compute type. Null: a private f32 CPU backend on all cores.
-  std::shared_ptr<Backend> backend;
+  // Threads for the batched stages (0: all cores; at most 4 are used). The
+  // convolutions run on a private one-thread f32 CPU backend per task.
+  int n_threads = 0;
   // Tests only: run the STFT as a GEMM on the stored basis even when it is
   // the windowed DFT (see vad.cpp, "The STFT").
   bool force_stft_gemm = false;
@@ -63,6 +64,7 @@ class SileroVad {
 
  private:
   friend class VadStream;
+  SileroVad() = default;  // only load() makes one
   std::shared_ptr<const detail::VadNet> net_;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <thread>
 #include <unistd.h>
 
 #include "audio/audio_source.h"
@@ -217,7 +218,14 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
       AMA_TRY(spool.read(c.start, audio.size(), audio.data()));
       res.times.decode_audio += now_s() - ta;
       float* m = mels.data() + window * i;
-      mel.raw_frames(audio.data(), audio.size(), 0, kNFramesPerWindow, m, kNFramesPerWindow);
+      // Two fixed halves of frames, the second on a helper thread: 27 ms a
+      // window on one core of the Zen 4 (f64 FFT), so a 10-minute file's 21
+      // windows spend ~0.3 s instead of ~0.6 s here. Frames are computed in
+      // pairs from an even start, so the split never changes a value.
+      constexpr int kHalf = kNFramesPerWindow / 2;
+      std::thread second([&] { mel.raw_frames(audio.data(), audio.size(), kHalf, kNFramesPerWindow, m + kHalf, kNFramesPerWindow); });
+      mel.raw_frames(audio.data(), audio.size(), 0, kHalf, m, kNFramesPerWindow);
+      second.join();
       const float gmax = *std::max_element(m, m + window);
       LogMel::normalize(m, hp.n_mels, kNFramesPerWindow, kNFramesPerWindow, gmax);
     }

@@ -16,6 +16,7 @@ namespace ama::cpu {
 // panels[p][k][j] = W[16 p + j][k], zero beyond n_out.
 inline constexpr int kPanelWidth = 16;
 inline constexpr int kGemmMaxRows = 32;  // largest row tile of any variant (AMX: 32)
+inline constexpr int kMaxQueries = 16;   // query rows of one attend_heads call
 
 inline size_t panel_count(int n_out) { return static_cast<size_t>((n_out + kPanelWidth - 1) / kPanelWidth); }
 void pack_f32_panels(const float* w, int n_out, int n_in, float* dst);
@@ -36,11 +37,18 @@ void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* sca
 
 // int10 weights (the decoder's, at the int8 compute type): one scale per
 // output channel (max |w| / 511), q = round(W[n][k] / scale[n]) in [-511, 511]
-// split as q = 4 hi + lo with hi in [-128, 127] and lo in [0, 3]. hi is
-// stored like the int8 panels; lo packs four K quads into each byte:
-// lo_panels[p][kq / 4][j][k % 4] bits 2 (kq % 4) .. +1 = lo(W[16 p + j][k]),
-// kq = k / 4. col_sum[n] = sum_k q[n][k]. 1.25 bytes per weight.
-void pack_i10_panels(const float* w, int n_out, int n_in, int8_t* hi, uint8_t* lo, float* scale, int32_t* col_sum);
+// split as q = 4 hi + lo with hi in [-128, 127] and lo in [0, 3]; 1.25 bytes
+// per weight. They are laid out in the order a 32-column tile reads them, so
+// that a decoder step streams each matrix as one run of bytes: tile t holds
+// panels 2t and 2t+1 (only 2t if it is the last of an odd count), and for
+// each group g of 16 K (4 quads) stores, per panel, the 64 lo bytes
+// (byte [j][k % 4] holds lo(W[16 p + j][k]) for the 4 quads 4g + u at bits
+// 2u, 2u+1), then for u = 0..3, per panel, the 64 hi bytes of quad 4g + u in
+// the int8 panels' [j][k % 4] order. K is padded with zeros to
+// i8_k_quads(n_in) quads. Tile t starts at byte t * 2 * k_quads * 80.
+// col_sum[n] = sum_k q[n][k].
+inline size_t i10_bytes(int n_out, int n_in) { return panel_count(n_out) * i8_k_quads(n_in) * 80; }
+void pack_i10_panels(const float* w, int n_out, int n_in, uint8_t* dst, float* scale, int32_t* col_sum);
 
 struct KernelTable {
   Isa isa;
@@ -65,13 +73,13 @@ struct KernelTable {
   int gemm_i8_rows;
   void (*gemm_i8_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                        int n_panels, int k_quads, int32_t* acc);
-  // u8 x int10 -> s32: acc[r][j] = sum_k x[r][k] (4 hi + lo), exact (the
-  // sum is below 2^31 for k < 16480). hi_stride and lo_stride are the bytes
-  // of one hi and one lo panel; k_quads is a multiple of 16 (the packer pads K).
+  // u8 x int10 -> s32 on one tile of pack_i10_panels (n_panels 1 or 2):
+  // acc[r][j] = sum_k x[r][k] (4 hi + lo), exact (below 2^31 for k < 16000);
+  // k_quads is a multiple of 16.
   const char* gemm_i10_name;
   int gemm_i10_rows;
-  void (*gemm_i10_tile)(const uint8_t* x, size_t ldx, int rows, const int8_t* hi, const uint8_t* lo,
-                        size_t hi_stride, size_t lo_stride, int n_panels, int k_quads, int32_t* acc);
+  void (*gemm_i10_tile)(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
+                        int32_t* acc);
 
   // GEMM epilogue for one row of a tile: y (+)= act(acc + bias), bias may be null.
   void (*epilogue_row)(float* acc, int cols, const float* bias, bool gelu, bool accumulate, float* y);
@@ -102,6 +110,21 @@ struct KernelTable {
                          float* scratch, float* out);
   void (*attend_row_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int d, float scale,
                           float* scratch, float* out);
+  // n_heads adjacent heads of n_queries query rows (q + i ld_q, i <
+  // n_queries <= kMaxQueries; q, k and v at the first head's slice, the
+  // others d apart) over a run of n keys, as a partial softmax, so that a
+  // long attention can be split into chunks of keys and merged: for query i
+  // and head h, at [i][h]: m = the largest score s_j, l = sum_j exp(s_j - m),
+  // and out[i][h][c] = sum_j exp(s_j - m) v_j[c], not divided by l. scratch
+  // holds n_queries * n_heads * n. A query's and a head's result does not
+  // depend on the other queries and heads in the call. Reading each key
+  // row's heads together streams K and V at memory speed (one head alone
+  // reads 2 of every 16 cache lines of a base row, at less than half the
+  // speed), and the queries of a call share each row's loads.
+  void (*attend_heads_f32)(const float* q, int ld_q, int n_queries, const float* k, const float* v, int n, int ld,
+                           int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out);
+  void (*attend_heads_bf16)(const float* q, int ld_q, int n_queries, const uint16_t* k, const uint16_t* v, int n,
+                            int ld, int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

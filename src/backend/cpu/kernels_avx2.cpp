@@ -122,7 +122,9 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::axpy_bf16_generic,
                                 "attend_row_f32__avx2",
                                 avx2_ns::attend_row_f32_generic,
-                                avx2_ns::attend_row_bf16_generic};
+                                avx2_ns::attend_row_bf16_generic,
+                                avx2_ns::attend_heads_f32_generic,
+                                avx2_ns::attend_heads_bf16_generic};
   return t;
 }
 

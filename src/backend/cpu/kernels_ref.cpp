@@ -115,33 +115,39 @@ void pack_i8_panels(const float* w, int n_out, int n_in, int8_t* dst, float* sca
     }
 }
 
-void pack_i10_panels(const float* w, int n_out, int n_in, int8_t* hi, uint8_t* lo, float* scale, int32_t* col_sum) {
+void pack_i10_panels(const float* w, int n_out, int n_in, uint8_t* dst, float* scale, int32_t* col_sum) {
   const size_t np = panel_count(n_out);
-  const int kq = i8_k_quads(n_in);  // a multiple of 16, so of 4: whole lo bytes
+  const int kq = i8_k_quads(n_in);  // a multiple of 16, so of 4: whole groups
   for (int n = 0; n < n_out; ++n) {
     float mx = 0;
     for (int k = 0; k < n_in; ++k) mx = std::max(mx, std::fabs(w[static_cast<size_t>(n) * n_in + k]));
     scale[n] = mx > 0 ? mx / 511.0f : 1.0f;
   }
-  std::fill(lo, lo + np * (kq / 4) * 4 * kPanelWidth, uint8_t{0});
-  for (size_t p = 0; p < np; ++p)
+  std::fill(dst, dst + i10_bytes(n_out, n_in), uint8_t{0});
+  for (size_t p = 0; p < np; ++p) {
+    const size_t tile = p / 2, in_tile = p % 2;
+    const size_t tile_panels = std::min<size_t>(2, np - 2 * tile);
+    uint8_t* t = dst + tile * 2 * static_cast<size_t>(kq) * 80;
     for (int j = 0; j < kPanelWidth; ++j) {
       const size_t n = p * kPanelWidth + j;
       int32_t sum = 0;
-      for (int k4 = 0; k4 < kq; ++k4)
-        for (int t = 0; t < 4; ++t) {
-          const int k = 4 * k4 + t;
+      for (int k4 = 0; k4 < kq; ++k4) {
+        uint8_t* g = t + static_cast<size_t>(k4 / 4) * tile_panels * 320;  // group: lo bytes, then 4 hi quads
+        for (int i = 0; i < 4; ++i) {
+          const int k = 4 * k4 + i;
           int q = 0;
-          if (n < static_cast<size_t>(n_out) && k < n_in)
-            q = static_cast<int>(std::lrint(w[n * n_in + k] / scale[n]));
+          if (n < static_cast<size_t>(n_out) && k < n_in) q = static_cast<int>(std::lrint(w[n * n_in + k] / scale[n]));
           q = std::clamp(q, -511, 511);
           const int l = q & 3;  // q mod 4 (two's complement), so hi = floor(q / 4) in [-128, 127]
-          hi[((p * kq + k4) * kPanelWidth + j) * 4 + t] = static_cast<int8_t>((q - l) / 4);
-          lo[((p * (kq / 4) + k4 / 4) * kPanelWidth + j) * 4 + t] |= static_cast<uint8_t>(l << (2 * (k4 % 4)));
+          g[in_tile * 64 + 4 * j + i] |= static_cast<uint8_t>(l << (2 * (k4 % 4)));
+          g[(tile_panels + (k4 % 4) * tile_panels + in_tile) * 64 + 4 * j + i] =
+              static_cast<uint8_t>(static_cast<int8_t>((q - l) / 4));
           sum += q;
         }
+      }
       if (n < static_cast<size_t>(n_out)) col_sum[n] = sum;
     }
+  }
 }
 
 }  // namespace ama::cpu

@@ -53,7 +53,9 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::axpy_bf16_generic,
                                 "attend_row_f32__scalar",
                                 scalar_ns::attend_row_f32_generic,
-                                scalar_ns::attend_row_bf16_generic};
+                                scalar_ns::attend_row_bf16_generic,
+                                scalar_ns::attend_heads_f32_generic,
+                                scalar_ns::attend_heads_bf16_generic};
   return t;
 }
 
