@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "audio/audio_source.h"
 #include "audio/resample.h"
 #include "audio/vad.h"
 #include "command.h"
@@ -34,7 +35,7 @@ int run_vad(const VadCliOptions& o) {
   const std::string weights = o.weights.empty() ? default_vad_model() : o.weights;
   auto vad = SileroVad::load(weights);
   if (!vad) return fail(vad.message());
-  auto audio = load_audio_16k(o.file);
+  auto audio = load_audio(o.file);
   if (!audio) return fail(audio.message());
   const std::vector<float> probs = vad->probabilities(*audio);
   auto segments = speech_segments(probs, audio->size(), o.vad);

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "audio/audio_source.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
 #include "decode/transcriber.h"
@@ -188,7 +189,7 @@ TEST(ConcurrentStreams, SharedModelTranscriptsEqualSequentialOnes) {
   auto model = load_model(tm.path, *shared_backend);
   ASSERT_TRUE(model.ok()) << model.message();
 
-  auto jfk = load_audio_16k(test::shared("audio/jfk.wav"));
+  auto jfk = load_audio(test::shared("audio/jfk.wav"));
   ASSERT_TRUE(jfk.ok()) << jfk.message();
   struct Stream {
     std::vector<float> audio;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "audio/audio_source.h"
 #include "audio/mel.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
@@ -172,7 +173,7 @@ TEST(LongForm, SeeksThroughSeveralWindows) {
   auto be = make_cpu_backend({});
   auto model = load_model(path, **be);
   ASSERT_TRUE(model.ok()) << model.message();
-  auto jfk = load_audio_16k(test::shared("audio/jfk.wav"));
+  auto jfk = load_audio(test::shared("audio/jfk.wav"));
   std::vector<float> audio;
   while (audio.size() < 105u * 16000) {
     audio.insert(audio.end(), jfk->begin(), jfk->end());
@@ -211,7 +212,7 @@ TEST(LanguageDetection, UsesThePaddedSpectrogramLikeOpenai) {
   auto be = make_cpu_backend({});
   auto model = load_model(test::shared("oracle/micro/model.bin"), **be);
   ASSERT_TRUE(model.ok()) << model.message();
-  auto audio = load_audio_16k(test::shared("audio/jfk.wav"));
+  auto audio = load_audio(test::shared("audio/jfk.wav"));
   ASSERT_TRUE(audio.ok());
   Transcriber t(*model, **be);
   LogMel lm((*model)->mel_filters, (*model)->hp.n_mels);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "audio/audio_source.h"
 #include "audio/mel.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
@@ -136,7 +137,7 @@ class OracleFastPath : public OracleIsa {};  // the real ISAs and the emulated A
 // The C++ API on one ISA, at 1 and 2 threads.
 TEST_P(OracleApi, EncoderAndLogitsThroughApi) {
   OracleCase c = load_case(model());
-  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  auto audio = load_audio(shared("audio/jfk.wav"));
   ASSERT_TRUE(audio.ok()) << audio.message();
   auto ref_enc = read_f32(c.dir + "/encoder_out.f32");
   auto ref_logits = read_f32(c.dir + "/logits.f32");
@@ -173,7 +174,7 @@ TEST_P(OracleFastPath, FastPathsMeetTheirBar) {
   std::ifstream mf(c.dir + "/meta.json");
   auto meta = nlohmann::json::parse(mf);
   const auto margins = meta["top1_top2_margin"].get<std::vector<double>>();
-  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  auto audio = load_audio(shared("audio/jfk.wav"));
   auto ref = read_f32(c.dir + "/logits.f32");
   const int V = c.n_vocab;
   // The row loops below index ref by row: a missing or short file must stop here.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "audio/audio_source.h"
 #include "audio/mel.h"
 #include "audio/resample.h"
 #include "backend/cpu/cpu_backend.h"
@@ -167,7 +168,7 @@ void check_standard_arch(const std::string& arch, uint64_t seed) {
   TempModel tm(::testing::TempDir() + "/real_shapes_" + arch + ".bin");
   auto st = make_model(*hp, seed, tm.path);
   ASSERT_TRUE(st.ok()) << st.message();
-  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  auto audio = load_audio(shared("audio/jfk.wav"));
   ASSERT_TRUE(audio.ok()) << audio.message();
 
   EngineOutput ours;
@@ -289,7 +290,7 @@ TEST_P(CustomShape, MatchesReference) {
   TempModel tm(::testing::TempDir() + "/real_shapes_custom_" + isa_name(isa) + ".bin");
   auto st = make_model(hp, 303, tm.path);
   ASSERT_TRUE(st.ok()) << st.message();
-  auto audio = load_audio_16k(shared("audio/jfk.wav"));
+  auto audio = load_audio(shared("audio/jfk.wav"));
   ASSERT_TRUE(audio.ok()) << audio.message();
 
   CpuBackendOptions bo;

@@ -8,6 +8,8 @@
 // exist, so for modest L all tap sets are precomputed once (polyphase table).
 #include "audio/resample.h"
 
+#include <cstddef>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,7 +17,6 @@
 #include <numbers>
 #include <numeric>
 
-#include "audio/audio_source.h"
 
 namespace ama {
 namespace {
@@ -230,8 +231,5 @@ std::vector<float> resample_with(const std::vector<float>& in, int in_rate, int 
 std::vector<float> resample(const std::vector<float>& in, int in_rate, int out_rate) {
   return detail::resample_with(in, in_rate, out_rate, detail::ResampleMethod::automatic);
 }
-
-// Kept for existing callers; all audio input now goes through AudioSource.
-Result<std::vector<float>> load_audio_16k(const std::string& path) { return load_audio(path); }
 
 }  // namespace ama

@@ -1,4 +1,6 @@
-// Band-limited sample-rate conversion (Kaiser-windowed sinc).
+// Band-limited sample-rate conversion (Kaiser-windowed sinc). Audio input
+// goes through libswresample's soxr engine (audio_source.cpp); this is our own
+// reference resampler, which tests/test_audio_source.cpp measures soxr against.
 //
 // Filter, with fN = min(in_rate, out_rate) / 2 (the lower Nyquist frequency):
 //   passband  0 .. 0.95 fN   flat (ripple < 0.001 dB)
@@ -29,10 +31,6 @@ namespace ama {
 // when the rates are equal, and an empty vector when either rate is <= 0.
 // Deterministic: the same input gives bit-identical output.
 std::vector<float> resample(const std::vector<float>& in, int in_rate, int out_rate);
-
-// Same as load_audio() in audio/audio_source.h (any audio/video file, 16 kHz
-// mono), which new code should call; kept for existing callers.
-Result<std::vector<float>> load_audio_16k(const std::string& path);
 
 namespace detail {
 // How resample() computes the filter. `automatic` is what resample() does:

@@ -16,7 +16,6 @@ namespace ama::cpu {
 // panels[p][k][j] = W[16 p + j][k], zero beyond n_out.
 inline constexpr int kPanelWidth = 16;
 inline constexpr int kGemmMaxRows = 32;  // largest row tile of any variant (AMX: 32)
-inline constexpr int kMaxQueries = 16;   // query rows of one attend_heads call
 
 inline size_t panel_count(int n_out) { return static_cast<size_t>((n_out + kPanelWidth - 1) / kPanelWidth); }
 void pack_f32_panels(const float* w, int n_out, int n_in, float* dst);
@@ -102,29 +101,28 @@ struct KernelTable {
   // Attention over bf16 K/V caches: q . bf16(k), and y += a bf16(x).
   float (*dot_bf16)(const float* q, const uint16_t* k, int n);
   void (*axpy_bf16)(float a, const uint16_t* x, float* y, int n);
-  // One query row of one head over n keys (decoder steps): scores into
-  // scratch[n], softmax, out[d] = sum_j p_j v_j. Keys and values are rows of
-  // stride ld starting at the head's slice.
+  // One query row of one head over n keys: scores into scratch[n], softmax,
+  // out[d] = sum_j p_j v_j. Keys and values are rows of stride ld starting
+  // at the head's slice. (The benchmarks' kernel; attention() runs
+  // attend_heads below.)
   const char* attend_name;
   void (*attend_row_f32)(const float* q, const float* k, const float* v, int n, int ld, int d, float scale,
                          float* scratch, float* out);
   void (*attend_row_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int d, float scale,
                           float* scratch, float* out);
-  // n_heads adjacent heads of n_queries query rows (q + i ld_q, i <
-  // n_queries <= kMaxQueries; q, k and v at the first head's slice, the
-  // others d apart) over a run of n keys, as a partial softmax, so that a
-  // long attention can be split into chunks of keys and merged: for query i
-  // and head h, at [i][h]: m = the largest score s_j, l = sum_j exp(s_j - m),
-  // and out[i][h][c] = sum_j exp(s_j - m) v_j[c], not divided by l. scratch
-  // holds n_queries * n_heads * n. A query's and a head's result does not
-  // depend on the other queries and heads in the call. Reading each key
-  // row's heads together streams K and V at memory speed (one head alone
-  // reads 2 of every 16 cache lines of a base row, at less than half the
-  // speed), and the queries of a call share each row's loads.
-  void (*attend_heads_f32)(const float* q, int ld_q, int n_queries, const float* k, const float* v, int n, int ld,
-                           int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out);
-  void (*attend_heads_bf16)(const float* q, int ld_q, int n_queries, const uint16_t* k, const uint16_t* v, int n,
-                            int ld, int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out);
+  // n_heads adjacent heads at once (q, k, v and out at the first head's
+  // slice, the others d apart) over a run of n keys, as a partial softmax,
+  // so that a long attention can be split into chunks of keys and merged:
+  // m[h] = the largest score s_j, l[h] = sum_j exp(s_j - m[h]), and
+  // out[h d + c] = sum_j exp(s_j - m[h]) v_j[c], not divided by l[h].
+  // scratch holds n_heads * n. A head's result does not depend on the other
+  // heads in the call. Reading each key row's heads together streams K and
+  // V at memory speed; one head alone reads 2 of every 16 cache lines of a
+  // base row, at less than half the speed.
+  void (*attend_heads_f32)(const float* q, const float* k, const float* v, int n, int ld, int n_heads, int d,
+                           float scale, float* scratch, float* m, float* l, float* out);
+  void (*attend_heads_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int n_heads, int d,
+                            float scale, float* scratch, float* m, float* l, float* out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "backend/cpu/kernels.h"
 
@@ -137,12 +136,15 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
 // 2-bit low part (kernels.h). Per K quad, one vpdpbusd with the high bytes
 // and one with the low bits, which a shift and a mask take out of one byte
 // shared by four quads; the sums combine as 4 hi + lo at the end, exactly.
-// 4 rows x 2 panels x (hi, lo) = 16 accumulators. At the int8 compute type
-// the rows are the two digits of 16-bit activations, so a decoder step (1
-// token) is one 2-row tile: 8 vpdpbusd per 32 columns x 4 K, for 160 bytes
-// of weights. The tile's bytes are one contiguous run, read in order
-// (pack_i10_panels): as two runs per tile the first bytes of every tile wait
-// on memory, and a decoder step's 512 x 512 matrix took 30 us instead of 24.
+// 4 rows x 2 panels x (hi, lo) = 16 accumulators (6 rows, 24 accumulators,
+// measured 12-18% slower at 16 tokens). At the int8 compute type the rows
+// are the two digits of 16-bit activations, so a decoder step (1 token) is
+// one 2-row tile: 8 vpdpbusd per 32 columns x 4 K, for 160 bytes of
+// weights. A tile's bytes are one contiguous run, read in order
+// (pack_i10_panels); stored as four runs (two panels' high bytes, two
+// panels' low bits) the start of every tile waited on memory: at 1 thread,
+// from DRAM, a 512 x 512 matrix took 30 us instead of 24.5 and the base
+// logits 2.2 ms instead of 1.3.
 template <int R, int P>
 __attribute__((target("avx512vnni"))) static void i10_rows(const uint8_t* x, size_t ldx, const uint8_t* tile,
                                                            int k_quads, int32_t* acc) {
@@ -200,9 +202,9 @@ static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const uint8_t*
 // into its own register, and one transposing reduction (hsum16) turns the 16
 // registers into the 16 scores, about 3 instructions per key where a
 // horizontal sum per key took ~10 and serialized on its latency. Per key that
-// leaves d/16 loads and FMAs for the score and d/16 for the value sum, so a
-// decoder step's cross-attention streams the bf16 K/V at memory speed
-// (base: 6 layers x 1500 x 512 x 2 x 2 bytes = 18 MB per token).
+// leaves d/16 loads and FMAs for the score and d/16 for the value sum. (One
+// head of a base row at a time, it still reads memory at under half speed:
+// see attend_heads below, which attention() uses.)
 static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 static inline __m512 load16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
@@ -293,118 +295,91 @@ static void attend_row(const float* q, const KV* k, const KV* v, int n, int ld, 
 // order of reads is what matters: reading 16 rows head by head (128 bytes
 // of every 1024-byte base row at a time) streams 11.5 GB/s on one Zen 4
 // core, reading them row by row 23.4 GB/s (same bytes, same loads), and
-// even 2 or 4 rows interleaved head by head stay near 10.5. So with one
-// query the scores go 16 (row, head) pairs at a time in row order into one
-// hsum16; with several (a batched step), each (row, head) slice is loaded
-// once and its scores for up to 16 queries go into one hsum16. The value
-// sums run row by row, with the running sums in out. hsum16 sums every
-// slot in the same order, so a query's result is bit for bit the same
-// alone or in a batch, and whichever heads share the call.
+// even 2 or 4 rows interleaved head by head stay near 10.5. So the scores go
+// 16 (row, head) pairs at a time in row order into one hsum16, and the
+// value sums row by row, with the running sums in out (L1). hsum16 sums
+// every slot in the same order, so a head's result does not depend on the
+// other heads in the call.
 static constexpr int kMaxHeads = 32;
 template <typename KV, int D16>
-static void attend_heads_fixed(const float* q, int ld_q, int n_queries, const KV* k, const KV* v, int n, int ld,
-                               int n_heads, float scale, float* scratch, float* m, float* l, float* out) {
+static void attend_heads_fixed(const float* q, const KV* k, const KV* v, int n, int ld, int n_heads, float scale,
+                               float* scratch, float* m, float* l, float* out) {
   constexpr int d = 16 * D16;
-  const int Q = n_queries, H = n_heads;
-  thread_local std::vector<float> qbuf;  // scaled copy [Q][H][d] (out may alias q)
-  qbuf.resize(static_cast<size_t>(Q) * H * d);
-  float* qs = qbuf.data();
-  for (int i = 0; i < Q; ++i)
-    for (int c = 0; c < H * D16; ++c)
-      _mm512_storeu_ps(qs + (static_cast<size_t>(i) * H * D16 + c) * 16,
-                       _mm512_mul_ps(_mm512_loadu_ps(q + static_cast<size_t>(i) * ld_q + 16 * c), _mm512_set1_ps(scale)));
-  float mx[kMaxQueries * kMaxHeads];
-  for (int t = 0; t < Q * H; ++t) mx[t] = -INFINITY;
-  auto score = [&](const float* qh, const KV* kp) {
-    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qh), load16(kp));
-    for (int c = 1; c < D16; ++c) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), load16(kp + 16 * c), acc);
+  const int H = n_heads;
+  alignas(64) float qs[kMaxHeads * d];  // scaled copy (out may alias q)
+  float mx[kMaxHeads];
+  for (int h = 0; h < H; ++h) {
+    for (int c = 0; c < D16; ++c)
+      _mm512_store_ps(qs + h * d + 16 * c, _mm512_mul_ps(_mm512_loadu_ps(q + h * d + 16 * c), _mm512_set1_ps(scale)));
+    mx[h] = -INFINITY;
+  }
+  auto score = [&](int h, const KV* kp) {
+    const float* qh = qs + h * d;
+    __m512 acc = _mm512_mul_ps(_mm512_load_ps(qh), load16(kp));
+    for (int c = 1; c < D16; ++c) acc = _mm512_fmadd_ps(_mm512_load_ps(qh + 16 * c), load16(kp + 16 * c), acc);
     return acc;
   };
-  if (Q == 1) {
-    // Scores into scratch[h][j], pair p = j * H + h.
-    const int pairs = n * H;
-    int j = 0, h = 0;  // the next pair's row and head
-    int p = 0;
-    for (; p + 16 <= pairs; p += 16) {
-      __m512 a[16];
-      int pj[16], ph[16];
-      for (int t = 0; t < 16; ++t) {
-        a[t] = score(qs + h * d, k + static_cast<size_t>(j) * ld + h * d);
+  // Scores into scratch[h][j], pair p = j * H + h.
+  const int pairs = n * H;
+  int j = 0, h = 0;  // the next pair's row and head
+  for (int p0 = 0; p0 < pairs; p0 += 16) {
+    const int np = std::min(16, pairs - p0);
+    __m512 a[16];
+    int pj[16], ph[16];
+    for (int t = 0; t < 16; ++t) {
+      if (t < np) {
+        a[t] = score(h, k + static_cast<size_t>(j) * ld + h * d);
         pj[t] = j, ph[t] = h;
         if (++h == H) h = 0, ++j;
-      }
-      alignas(64) float sc[16];
-      _mm512_store_ps(sc, hsum16(a));
-      for (int t = 0; t < 16; ++t) {
-        scratch[static_cast<size_t>(ph[t]) * n + pj[t]] = sc[t];
-        mx[ph[t]] = std::max(mx[ph[t]], sc[t]);
+      } else {
+        a[t] = _mm512_setzero_ps();
       }
     }
-    for (; p < pairs; ++p) {  // the last pairs % 16, summed by the same hsum16
-      __m512 a[16];
-      a[0] = score(qs + h * d, k + static_cast<size_t>(j) * ld + h * d);
-      for (int t = 1; t < 16; ++t) a[t] = _mm512_setzero_ps();
-      const float sc = _mm512_cvtss_f32(hsum16(a));
-      scratch[static_cast<size_t>(h) * n + j] = sc;
-      mx[h] = std::max(mx[h], sc);
-      if (++h == H) h = 0, ++j;
+    alignas(64) float sc[16];
+    _mm512_store_ps(sc, hsum16(a));
+    for (int t = 0; t < np; ++t) {
+      scratch[static_cast<size_t>(ph[t]) * n + pj[t]] = sc[t];
+      mx[ph[t]] = std::max(mx[ph[t]], sc[t]);
     }
-  } else {
-    // Scores into scratch[i][h][j]; the slot of query i holds its score.
-    for (int j = 0; j < n; ++j)
-      for (int h = 0; h < H; ++h) {
-        const KV* kp = k + static_cast<size_t>(j) * ld + h * d;
-        __m512 a[16];
-        for (int i = 0; i < 16; ++i) a[i] = i < Q ? score(qs + (static_cast<size_t>(i) * H + h) * d, kp) : _mm512_setzero_ps();
-        alignas(64) float sc[16];
-        _mm512_store_ps(sc, hsum16(a));
-        for (int i = 0; i < Q; ++i) {
-          scratch[(static_cast<size_t>(i) * H + h) * n + j] = sc[i];
-          mx[i * H + h] = std::max(mx[i * H + h], sc[i]);
-        }
-      }
   }
-  for (int t = 0; t < Q * H; ++t) {
-    m[t] = mx[t];
-    l[t] = exp_sum_generic(scratch + static_cast<size_t>(t) * n, n, mx[t]);
-    for (int c = 0; c < D16; ++c) _mm512_storeu_ps(out + static_cast<size_t>(t) * d + 16 * c, _mm512_setzero_ps());
+  for (h = 0; h < H; ++h) {
+    m[h] = mx[h];
+    l[h] = exp_sum_generic(scratch + static_cast<size_t>(h) * n, n, mx[h]);
+    for (int c = 0; c < D16; ++c) _mm512_storeu_ps(out + h * d + 16 * c, _mm512_setzero_ps());
   }
   // Value sums, row by row.
-  for (int j = 0; j < n; ++j)
-    for (int h = 0; h < H; ++h) {
-      const KV* vp = v + static_cast<size_t>(j) * ld + h * d;
-      __m512 vr[D16];
-      for (int c = 0; c < D16; ++c) vr[c] = load16(vp + 16 * c);
-      for (int i = 0; i < Q; ++i) {
-        const size_t t = static_cast<size_t>(i) * H + h;
-        const __m512 pv = _mm512_set1_ps(scratch[t * n + j]);
-        float* o = out + t * d;
-        for (int c = 0; c < D16; ++c) _mm512_storeu_ps(o + 16 * c, _mm512_fmadd_ps(pv, vr[c], _mm512_loadu_ps(o + 16 * c)));
-      }
+  for (j = 0; j < n; ++j) {
+    const KV* vr = v + static_cast<size_t>(j) * ld;
+    for (h = 0; h < H; ++h) {
+      const __m512 pv = _mm512_set1_ps(scratch[static_cast<size_t>(h) * n + j]);
+      float* oh = out + h * d;
+      for (int c = 0; c < D16; ++c)
+        _mm512_storeu_ps(oh + 16 * c, _mm512_fmadd_ps(pv, load16(vr + h * d + 16 * c), _mm512_loadu_ps(oh + 16 * c)));
     }
+  }
 }
 
 template <typename KV>
-static void attend_heads(const float* q, int ld_q, int n_queries, const KV* k, const KV* v, int n, int ld,
-                         int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out) {
-  if (n_heads <= kMaxHeads && n_queries <= kMaxQueries) switch (d) {
-      case 64: return attend_heads_fixed<KV, 4>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
-      case 128: return attend_heads_fixed<KV, 8>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
-      case 32: return attend_heads_fixed<KV, 2>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
-      case 16: return attend_heads_fixed<KV, 1>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
-      case 80: return attend_heads_fixed<KV, 5>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
-      case 96: return attend_heads_fixed<KV, 6>(q, ld_q, n_queries, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+static void attend_heads(const float* q, const KV* k, const KV* v, int n, int ld, int n_heads, int d, float scale,
+                         float* scratch, float* m, float* l, float* out) {
+  if (n_heads <= kMaxHeads) switch (d) {
+      case 64: return attend_heads_fixed<KV, 4>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+      case 128: return attend_heads_fixed<KV, 8>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+      case 32: return attend_heads_fixed<KV, 2>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+      case 16: return attend_heads_fixed<KV, 1>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+      case 80: return attend_heads_fixed<KV, 5>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
+      case 96: return attend_heads_fixed<KV, 6>(q, k, v, n, ld, n_heads, scale, scratch, m, l, out);
       default: break;
     }
-  attend_heads_generic<KV>(q, ld_q, n_queries, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
+  attend_heads_generic<KV>(q, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
 }
-static void attend_heads_f32(const float* q, int ld_q, int n_queries, const float* k, const float* v, int n, int ld,
-                             int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out) {
-  attend_heads<float>(q, ld_q, n_queries, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
+static void attend_heads_f32(const float* q, const float* k, const float* v, int n, int ld, int n_heads, int d,
+                             float scale, float* scratch, float* m, float* l, float* out) {
+  attend_heads<float>(q, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
 }
-static void attend_heads_bf16(const float* q, int ld_q, int n_queries, const uint16_t* k, const uint16_t* v, int n,
-                              int ld, int n_heads, int d, float scale, float* scratch, float* m, float* l, float* out) {
-  attend_heads<uint16_t>(q, ld_q, n_queries, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
+static void attend_heads_bf16(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int n_heads, int d,
+                              float scale, float* scratch, float* m, float* l, float* out) {
+  attend_heads<uint16_t>(q, k, v, n, ld, n_heads, d, scale, scratch, m, l, out);
 }
 
 static void attend_row_f32(const float* q, const float* k, const float* v, int n, int ld, int d, float scale,
