@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "audio/audio_source.h"
@@ -24,7 +25,8 @@ namespace {
 // with the real vocabulary: fast, and every stage is exercised.
 const std::string& small_model() {
   static const std::string path = [] {
-    const std::string p = ::testing::TempDir() + "/pipeline_small.bin";
+    // Per process: ctest runs tests in parallel processes.
+    const std::string p = ::testing::TempDir() + "/pipeline_small_" + std::to_string(getpid()) + ".bin";
     TestModelOptions mo;
     mo.hp = *standard_hparams("tiny");
     mo.hp.n_audio_state = mo.hp.n_text_state = 128;
@@ -41,7 +43,8 @@ const std::string& small_model() {
 
 // silero-test.wav (60 s of speech with pauses) `copies` times: several chunks.
 std::string long_speech(int copies) {
-  const std::string p = ::testing::TempDir() + "/speech_x" + std::to_string(copies) + ".wav";
+  const std::string p =
+      ::testing::TempDir() + "/speech_x" + std::to_string(copies) + "_" + std::to_string(getpid()) + ".wav";
   if (FILE* f = std::fopen(p.c_str(), "rb")) {
     std::fclose(f);
     return p;
@@ -266,7 +269,7 @@ TEST(Pipeline, SegmentsInTimeOrderInsideSpeech) {
 }
 
 TEST(Pipeline, SilenceGivesNoSegments) {
-  const std::string p = ::testing::TempDir() + "/silence.wav";
+  const std::string p = ::testing::TempDir() + "/silence_" + std::to_string(getpid()) + ".wav";
   ASSERT_TRUE(write_wav_file(p, std::vector<float>(16000 * 20, 0.0f), 1, 16000, WavSampleFormat::pcm16).ok());
   auto r = run_pipeline("int8", 2, 4, 0, p);
   ASSERT_TRUE(r.ok()) << r.message();
@@ -299,7 +302,7 @@ TEST(Pipeline, RejectsAbsurdOptions) {
 std::string cli() { return AMA_CLI_PATH; }
 
 TEST(PipelineCli, BothModesWriteTranscripts) {
-  const std::string out = ::testing::TempDir() + "/modes";
+  const std::string out = ::testing::TempDir() + "/modes_" + std::to_string(getpid());
   for (const std::string mode : {"batched", "sequential"}) {
     SCOPED_TRACE(mode);
     auto r = test::run_command(cli() + " transcribe -m " + test::shared("oracle/micro/model.bin") + " " +
@@ -335,7 +338,8 @@ TEST(PipelineCli, E2eBenchAndFlatMemory) {
   ASSERT_TRUE(one.ok());
   std::map<int, double> rss;
   for (int minutes : {10, 60}) {
-    const std::string p = ::testing::TempDir() + "/speech_" + std::to_string(minutes) + "min.wav";
+    const std::string p =
+        ::testing::TempDir() + "/speech_" + std::to_string(minutes) + "min_" + std::to_string(getpid()) + ".wav";
     std::vector<float> all;
     for (int i = 0; i < minutes; ++i) all.insert(all.end(), one->begin(), one->end());
     ASSERT_TRUE(write_wav_file(p, all, 1, 16000, WavSampleFormat::pcm16).ok());

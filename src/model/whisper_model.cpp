@@ -74,10 +74,20 @@ ComputeType layer_compute_type(const std::string& name, ComputeType requested) {
   //    0.99997, as before. Weight bits against decoder-only logits rms
   //    error: 8: 0.071-0.080, 9: 0.034-0.039, 10: 0.019-0.020, 12: 0.007-0.008
   //    (bf16: 0.025-0.027); 9 bits gave 0.23-0.25 max abs overall.
+  //    Speed, base at 2 threads (AMD EPYC Zen 4, amanuensis bench, medians
+  //    of 3-5 runs on a shared machine): a decoder step reads 61 MB of
+  //    weights instead of 97 and takes 2.63 ms/token instead of 3.9-4.2
+  //    with bf16 decoder weights (4.8 before the attention work as well);
+  //    5 tokens per step 1.20 against 1.23-1.26. With 16 tokens per step
+  //    the four dot products per weight quad cost more than the bytes save
+  //    (0.97 against 0.80-0.88 ms/token), and so in 256-token prompts (0.455
+  //    against 0.33-0.34).
   //  - The cross-attention K/V projections run once per 30 s window on 1500
   //    rows, where int10's four dot products per weight quad make it slower
   //    than bf16: keys in plain int8 (measured: no change to the logits
-  //    error), values in bf16 (plain int8 values: 0.26 on micro.en).
+  //    error on the oracle's random weights, whose cross-attention is
+  //    diffuse; a trained model's sharp alignment heads are untested here),
+  //    values in bf16 (plain int8 values: 0.26 on micro.en).
   // Everything else (the encoder's attention and convolutions) runs in bf16.
   const bool encoder_mlp = name.rfind("encoder.blocks.", 0) == 0 && name.find(".mlp.") != std::string::npos;
   if (encoder_mlp) return ComputeType::int8;
