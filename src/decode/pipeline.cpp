@@ -21,11 +21,6 @@ double now_s() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 // The 16 kHz samples of pass 1, in an unlinked temporary file: the page
 // cache holds them, not the process, and chunks are read back by offset.
 class Spool {
@@ -90,7 +85,7 @@ std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowResult& r,
   }
   std::vector<Segment> out;
   for (Segment& s : ws.segments) {
-    if (trim(s.text).empty()) continue;
+    if (trim_whitespace(s.text).empty()) continue;
     s.end = std::min(s.end, length);
     s.start = std::min(s.start, s.end);
     if (s.start == s.end && timestamps) continue;  // openai drops zero-length segments
@@ -141,19 +136,11 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
 
   PipelineResult res;
   Transcript& out = res.transcript;
-  int language_token = -1;
-  if (tok.multilingual()) {
-    if (o.language != "auto" && !o.language.empty()) {
-      language_token = tok.language_token(o.language);
-      if (language_token < 0) return make_error("unknown language '" + o.language + "'");
-      out.language = o.language;
-    }
-  } else {
-    if (o.language != "auto" && !o.language.empty() && o.language != "en")
-      return make_error("this model is English-only; language '" + o.language + "' is not available");
-    if (o.task == Task::translate) return make_error("this model is English-only and cannot translate");
-    out.language = "en";
-  }
+  auto requested = requested_language_token(tok, o.language, o.task);
+  if (!requested) return requested.error();
+  int language_token = *requested;
+  if (!tok.multilingual()) out.language = "en";
+  else if (language_token >= 0) out.language = o.language;
 
   // Pass 1: decode the audio, run the VAD, spool the samples.
   auto src = AudioSource::open(path);
@@ -204,7 +191,7 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
   req.task = o.task;
   req.timestamps = o.timestamps;
   req.sample_len = hp.n_text_ctx / 2;
-  if (!o.initial_prompt.empty()) req.prompt = tok.encode(" " + trim(o.initial_prompt));
+  if (!o.initial_prompt.empty()) req.prompt = tok.encode(" " + trim_whitespace(o.initial_prompt));
 
   // Log-mel of chunks [first, first + k) into mels, WhisperX style: each
   // chunk zero-padded to 30 s and normalized by its own maximum.

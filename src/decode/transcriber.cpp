@@ -13,12 +13,26 @@ namespace {
 constexpr int kInputStride = 2;             // mel frames per audio position
 constexpr double kTimePrecision = 0.02;     // seconds per timestamp token
 
-std::string trim(const std::string& s) {
+}  // namespace
+
+std::string trim_whitespace(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-}  // namespace
+Result<int> requested_language_token(const Tokenizer& tok, const std::string& language, Task task) {
+  const bool automatic = language == "auto" || language.empty();
+  if (tok.multilingual()) {
+    if (automatic) return -1;
+    const int t = tok.language_token(language);
+    if (t < 0) return make_error("unknown language '" + language + "'");
+    return t;
+  }
+  if (!automatic && language != "en")
+    return make_error("this model is English-only; language '" + language + "' is not available");
+  if (task == Task::translate) return make_error("this model is English-only and cannot translate");
+  return -1;
+}
 
 WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& toks, int seek, int segment_size,
                             bool timestamps) {
@@ -174,18 +188,10 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   Transcript out;
   out.duration = static_cast<double>(audio.size()) / kSampleRate;
 
-  int language_token = -1;
-  if (tok.multilingual()) {
-    if (o.language != "auto" && o.language != "") {
-      language_token = tok.language_token(o.language);
-      if (language_token < 0) return make_error("unknown language '" + o.language + "'");
-    }
-  } else {
-    if (o.language != "auto" && o.language != "" && o.language != "en")
-      return make_error("this model is English-only; language '" + o.language + "' is not available");
-    if (o.task == Task::translate) return make_error("this model is English-only and cannot translate");
-    out.language = "en";
-  }
+  auto requested = requested_language_token(tok, o.language, o.task);
+  if (!requested) return requested.error();
+  int language_token = *requested;
+  if (!tok.multilingual()) out.language = "en";
 
   // Pass 1: the global max of the log-mel over the whole padded signal.
   const float gmax = mel_.global_max(audio.data(), audio.size());
@@ -194,7 +200,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
 
   std::vector<int> all_tokens;
   size_t prompt_reset_since = 0;
-  if (!o.initial_prompt.empty()) all_tokens = tok.encode(" " + trim(o.initial_prompt));
+  if (!o.initial_prompt.empty()) all_tokens = tok.encode(" " + trim_whitespace(o.initial_prompt));
 
   // Language detection, as openai: on the first 30 s of the padded
   // spectrogram, whose frames past a short clip are the mel of the appended
@@ -242,7 +248,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
     WindowSegments ws = split_window(tok, w.tokens, seek, segment_size, o.timestamps);
     seek = ws.next_seek;
     for (Segment& sg : ws.segments) {
-      if (sg.start == sg.end || trim(sg.text).empty()) continue;  // openai blanks these
+      if (sg.start == sg.end || trim_whitespace(sg.text).empty()) continue;  // openai blanks these
       sg.avg_logprob = w.avg_logprob;
       sg.no_speech_prob = w.no_speech_prob;
       all_tokens.insert(all_tokens.end(), sg.tokens.begin(), sg.tokens.end());

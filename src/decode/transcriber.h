@@ -55,6 +55,14 @@ struct WindowSegments {
 WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& tokens, int seek, int segment_size,
                             bool timestamps);
 
+// The language token for a requested language ("auto" or "": -1, to be
+// detected; English-only models: -1 and "en" only), checked against the
+// model and the task. Both long-form modes use it.
+Result<int> requested_language_token(const Tokenizer& tok, const std::string& language, Task task);
+
+// s without leading and trailing ASCII whitespace.
+std::string trim_whitespace(const std::string& s);
+
 class Engine;
 
 // OpenAI's sequential long-form mode: one window at a time, seeking by the
