@@ -14,6 +14,7 @@
 #include "core/result.h"
 #include "decode/greedy.h"
 #include "decode/logit_filters.h"
+#include "decode/transcript.h"
 #include "engine/stages.h"
 #include "model/whisper_model.h"
 
@@ -30,21 +31,6 @@ struct TranscribeOptions {
   std::function<void(double done_seconds, double total_seconds)> on_progress;
 };
 
-struct Segment {
-  double start = 0, end = 0;  // seconds
-  std::string text;
-  std::vector<int> tokens;    // sampled tokens, timestamps included
-  int seek = 0;               // mel frame of the window it came from
-  double avg_logprob = 0;
-  double no_speech_prob = 0;
-};
-
-struct Transcript {
-  std::string language;
-  double duration = 0;  // seconds of audio
-  std::vector<Segment> segments;
-  std::string text() const;  // all segment texts joined
-};
 
 // Splits one window's sampled tokens into segments at pairs of consecutive
 // timestamps (openai transcribe.py), and gives the mel frame to seek to next.

@@ -66,6 +66,19 @@ class DecoderStage {
   // (unknown or repeated sequence, a bad token, context overflow) nothing changes.
   virtual Status step(const std::vector<Input>& batch, std::vector<float>& logits) = 0;
 
+  // Word alignment (openai timing.py): feeds `tokens` from position 0 in a
+  // fresh sequence over `encoder`, and returns the cross-attention weights
+  // (softmax over the audio frames, before the value product) of each
+  // requested head: weights [heads.size()][tokens.size()][n_audio_ctx], and
+  // the logits of every token: [tokens.size()][n_vocab]. Leaves no sequence
+  // behind. Errors on a bad head, token or length.
+  struct AttentionHead {
+    int layer, head;
+  };
+  virtual Status align(std::shared_ptr<const EncoderState> encoder, const std::vector<int>& tokens,
+                       const std::vector<AttentionHead>& heads, std::vector<float>& weights,
+                       std::vector<float>& logits) = 0;
+
   virtual int n_vocab() const = 0;
   virtual int n_text_ctx() const = 0;
 };
