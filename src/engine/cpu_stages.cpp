@@ -120,4 +120,46 @@ Status CpuDecoderStage::step(const std::vector<Input>& batch, std::vector<float>
   return Status::Ok();
 }
 
+Status CpuDecoderStage::align(std::shared_ptr<const EncoderState> encoder, const std::vector<int>& tokens,
+                              const std::vector<AttentionHead>& heads, std::vector<float>& weights,
+                              std::vector<float>& logits) {
+  const HParams& hp = model_->hp;
+  const auto* st = as_cpu_state(encoder.get(), model_.get());
+  if (!st) return make_error("align: the encoder state was not made by this model's CPU encoder stage");
+  if (tokens.empty()) return make_error("align: no tokens");
+  if (static_cast<int>(tokens.size()) > hp.n_text_ctx)
+    return make_error("align: " + std::to_string(tokens.size()) + " tokens exceed the text context of " +
+                      std::to_string(hp.n_text_ctx));
+  for (int t : tokens)
+    if (t < 0 || t >= hp.n_vocab)
+      return make_error("align: token " + std::to_string(t) + " is outside the vocabulary [0, " +
+                        std::to_string(hp.n_vocab) + ")");
+  if (heads.empty()) return make_error("align: no attention heads requested");
+  Decoder::AttentionCapture capture;
+  for (const AttentionHead& h : heads) {
+    if (h.layer < 0 || h.layer >= hp.n_text_layer || h.head < 0 || h.head >= hp.n_text_head)
+      return make_error("align: attention head (layer " + std::to_string(h.layer) + ", head " +
+                        std::to_string(h.head) + ") is outside the decoder's " + std::to_string(hp.n_text_layer) +
+                        " layers x " + std::to_string(hp.n_text_head) + " heads");
+    capture.heads.emplace_back(h.layer, h.head);
+  }
+  // A temporary sequence over a spare cache, returned to the spares after.
+  KvCache cache;
+  if (!spare_.empty()) {
+    cache = std::move(spare_.back());
+    spare_.pop_back();
+  } else {
+    cache = decoder_.new_cache();
+  }
+  cache.reset();
+  capture.out = &weights;
+  const std::vector<Decoder::Group> group{
+      Decoder::Group{&cache, &st->cross, tokens.data(), static_cast<int>(tokens.size()), true}};
+  const bool ok = decoder_.step(group, logits, &capture);
+  cache.reset();
+  if (spare_.size() < 16) spare_.push_back(std::move(cache));
+  if (!ok) return make_error("align: the decoder refused the tokens");
+  return Status::Ok();
+}
+
 }  // namespace ama

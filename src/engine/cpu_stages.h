@@ -37,6 +37,9 @@ class CpuDecoderStage final : public DecoderStage {
   int n_past(SeqId seq) const override;
   int size() const override { return static_cast<int>(seqs_.size()); }
   Status step(const std::vector<Input>& batch, std::vector<float>& logits) override;
+  Status align(std::shared_ptr<const EncoderState> encoder, const std::vector<int>& tokens,
+               const std::vector<AttentionHead>& heads, std::vector<float>& weights,
+               std::vector<float>& logits) override;
   int n_vocab() const override { return model_->hp.n_vocab; }
   int n_text_ctx() const override { return model_->hp.n_text_ctx; }
 

@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/half.h"
@@ -84,6 +85,48 @@ bool Decoder::forward_batch(const std::vector<KvCache*>& caches, const CrossKv& 
 }
 
 bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits) {
+  return step(groups, logits, nullptr);
+}
+
+void Decoder::capture_layer(int layer, const CrossKv& cross, int rows, AttentionCapture& capture) {
+  const HParams& hp = m_.hp;
+  const int n = hp.n_text_state, d_head = n / hp.n_text_head, ctx = hp.n_audio_ctx;
+  const size_t layer_cross = static_cast<size_t>(ctx) * n;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+  std::vector<float>& out = *capture.out;
+  std::vector<float> kh(static_cast<size_t>(ctx) * d_head);
+  for (size_t i = 0; i < capture.heads.size(); ++i) {
+    if (capture.heads[i].first != layer) continue;
+    const int head = capture.heads[i].second;
+    // This head's keys, as f32, contiguous.
+    for (int j = 0; j < ctx; ++j) {
+      const size_t at = layer * layer_cross + static_cast<size_t>(j) * n + static_cast<size_t>(head) * d_head;
+      for (int d = 0; d < d_head; ++d)
+        kh[static_cast<size_t>(j) * d_head + d] = bf16_kv_ ? bf16_to_f32(cross.k16[at + d]) : cross.k[at + d];
+    }
+    for (int r = 0; r < rows; ++r) {
+      const float* q = q_.data() + static_cast<size_t>(r) * n + static_cast<size_t>(head) * d_head;
+      float* w = out.data() + (i * rows + r) * static_cast<size_t>(ctx);
+      float mx = -INFINITY;
+      for (int j = 0; j < ctx; ++j) {
+        const float* k = kh.data() + static_cast<size_t>(j) * d_head;
+        float s = 0.0f;
+        for (int d = 0; d < d_head; ++d) s += q[d] * k[d];
+        w[j] = s * scale;
+        mx = std::max(mx, w[j]);
+      }
+      double sum = 0.0;
+      for (int j = 0; j < ctx; ++j) {
+        w[j] = std::exp(w[j] - mx);
+        sum += w[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int j = 0; j < ctx; ++j) w[j] *= inv;
+    }
+  }
+}
+
+bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits, AttentionCapture* capture) {
   const HParams& hp = m_.hp;
   const int n = hp.n_text_state, n_head = hp.n_text_head, d_head = n / n_head;
   if (groups.empty()) return false;
@@ -98,6 +141,12 @@ bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits)
     for (size_t h = 0; h < g; ++h)
       if (groups[h].cache == G.cache) return false;  // a sequence appears once per step
     n_tok += G.n;
+  }
+  if (capture) {
+    if (groups.size() != 1 || !capture->out) return false;
+    for (const auto& [layer, head] : capture->heads)
+      if (layer < 0 || layer >= hp.n_text_layer || head < 0 || head >= hp.n_text_head) return false;
+    capture->out->assign(capture->heads.size() * static_cast<size_t>(n_tok) * hp.n_audio_ctx, 0.0f);
   }
 
   const size_t rows = static_cast<size_t>(n_tok);
@@ -178,6 +227,7 @@ bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits)
                       hp.n_audio_ctx, n, n_head, d_head, false, 0, att_.data() + row, n);
       g = e;
     }
+    if (capture) capture_layer(l, *groups[0].cross, n_tok, *capture);
     be_.linear(att_.data(), n_tok, n, *L.cross.out.w, L.cross.out.bias(), Activation::none, true, x, n);
 
     be_.layer_norm(x, n_tok, n, n, L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps, h_.data());

@@ -4,6 +4,7 @@
 // against the token embedding.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -65,6 +66,19 @@ class Decoder {
   };
   bool step(const std::vector<Group>& groups, std::vector<float>& logits);
 
+  // Optional capture of cross-attention weights (for word alignment): for a
+  // step of exactly one group, the weights softmax(q k^T / sqrt(d_head)) over
+  // the n_audio_ctx frames of each requested (layer, head), computed in plain
+  // scalar f32 from the layer's cross-attention queries and the window's
+  // cross K (f32 or bf16). out receives [heads.size()][n][n_audio_ctx].
+  // Heads must be in range (layer < n_text_layer, head < n_text_head); the
+  // step returns false otherwise. Does not change the step's logits.
+  struct AttentionCapture {
+    std::vector<std::pair<int, int>> heads;  // (layer, head)
+    std::vector<float>* out = nullptr;
+  };
+  bool step(const std::vector<Group>& groups, std::vector<float>& logits, AttentionCapture* capture);
+
   // Copies the first n_past positions of `from` into `to` (a fork for beams).
   void copy_cache(const KvCache& from, KvCache& to) const;
 
@@ -74,6 +88,8 @@ class Decoder {
   bool bf16_kv_;
   std::vector<float> x_, h_, q_, k_, v_, att_, mlp_;
   std::vector<int> first_row_;
+
+  void capture_layer(int layer, const CrossKv& cross, int rows, AttentionCapture& capture);
 };
 
 }  // namespace ama
