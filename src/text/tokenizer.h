@@ -6,6 +6,7 @@
 // has BPE rank i; special tokens come right after the regular ones.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,17 @@ class Tokenizer {
   // Errors if the token count does not match n_vocab or a byte token is missing.
   static Result<Tokenizer> create(std::vector<std::string> regular_tokens, int n_vocab);
 
+  // The same from openai/whisper's exact BPE files (gpt2.tiktoken for
+  // English-only n_vocab 51864, multilingual.tiktoken for 51865 and up):
+  // `contents` is the file's text, one "base64(token bytes) rank" line per
+  // token (see parse_tiktoken in text/tiktoken.h). Errors for a malformed
+  // file (bad base64, ranks not 0, 1, 2, ..., a repeated token) or a token
+  // count that does not fit n_vocab. No lossy-vocab repair is applied.
+  static Result<Tokenizer> from_tiktoken(std::string_view contents, int n_vocab);
+  // Reads the .tiktoken file at `path`; errors name the path (also when the
+  // file is missing or unreadable).
+  static Result<Tokenizer> load_tiktoken(const std::string& path, int n_vocab);
+
   int n_vocab() const { return n_vocab_; }
   bool multilingual() const { return special_.n_languages > 0; }
   const SpecialTokens& special() const { return special_; }
@@ -55,6 +67,10 @@ class Tokenizer {
   // Byte-level BPE with tiktoken semantics (GPT-2 pre-split pattern). Never
   // produces special tokens.
   std::vector<int> encode(std::string_view utf8) const;
+  // The byte-pair merges alone: `bytes` (valid UTF-8 or not) as one piece,
+  // without the pre-split, as encode() treats each piece: a piece that is
+  // itself a token is that token. O(n log n) in the piece length.
+  std::vector<int> encode_piece(std::string_view bytes) const;
 
   // Language token for a code such as "en"; -1 if unknown or not in this model.
   int language_token(std::string_view code) const;
@@ -74,14 +90,27 @@ class Tokenizer {
   };
   using RankMap = std::unordered_map<std::string, int, StringHash, std::equal_to<>>;
 
+  // Working memory of bpe(), reused across the pieces of one encode().
+  struct BpeScratch {
+    struct Pair {
+      int rank;
+      uint32_t start, end;  // byte span of two adjacent parts
+    };
+    std::vector<uint32_t> next, prev;
+    std::vector<Pair> heap;
+  };
+
   Tokenizer() = default;
+  static Result<Tokenizer> build(std::vector<std::string> regular_tokens, int n_vocab,
+                                 bool repair_lossy);
   int rank_of(std::string_view bytes) const;  // -1 if not a regular token
-  void bpe(std::string_view piece, std::vector<int>& out) const;
+  void bpe(std::string_view piece, BpeScratch& scratch, std::vector<int>& out) const;
 
   std::vector<std::string> tokens_;  // regular tokens, index = id = rank
   RankMap ranks_;                    // bytes -> lowest id with those bytes
   SpecialTokens special_{};
   int n_vocab_ = 0;
+  size_t max_token_bytes_ = 0;  // longest regular token: longer spans are never tokens
   bool lossy_ = false;  // byte tokens had been stored as U+FFFD (old converter)
 };
 
