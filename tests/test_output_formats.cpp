@@ -132,6 +132,16 @@ TEST(OutputFormats, OneLinePerSubtitleAndLongPause) {
             "00:07.200 --> 00:07.900\nhere.\n\n");
 }
 
+TEST(OutputFormats, APauseOfMoreThanThreeSecondsStartsASubtitle) {
+  Transcript t = with_words();
+  EXPECT_EQ(fmt(t, "vtt", opts(100, 2)),
+            "WEBVTT\n\n00:00.000 --> 00:02.400\nHello world, this is a test.\n\n"
+            "00:06.000 --> 00:07.900\nAnother line here.\n\n");
+  t.segments[1].words[0].start = 4.7;  // 2.9 s after the last word's start
+  EXPECT_EQ(fmt(t, "vtt", opts(100, 2)),
+            "WEBVTT\n\n00:00.000 --> 00:07.900\nHello world, this is a test. Another line here.\n\n");
+}
+
 TEST(OutputFormats, SegmentsMergeWhenNotPreserved) {
   Transcript t;
   t.segments = {seg(0, 1, " one two", {W(" one", 0, 0.5), W(" two", 0.5, 1)}),

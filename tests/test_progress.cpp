@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -215,6 +216,10 @@ TEST(ProgressBar, EnabledOnATerminalUnlessQuiet) {
   const int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
   ASSERT_GE(slave, 0);
   EXPECT_FALSE(ProgressBar::for_fd(slave, true).enabled());
+  winsize ws{};
+  ws.ws_row = 24;
+  ws.ws_col = 80;  // the bar narrows to fit
+  ASSERT_EQ(ioctl(slave, TIOCSWINSZ, &ws), 0);
   {
     ProgressBar bar = ProgressBar::for_fd(slave, false);
     EXPECT_TRUE(bar.enabled());
@@ -229,7 +234,8 @@ TEST(ProgressBar, EnabledOnATerminalUnlessQuiet) {
     out.append(buf, static_cast<size_t>(n));
     if (out.find('\n') != std::string::npos) break;
   }
-  EXPECT_EQ(out.rfind("\ramanuensis: 100% |", 0), 0u) << out;
+  EXPECT_EQ(out.rfind("\ramanuensis: 100% |########| 0:10/0:10 audio, ", 0), 0u) << out;
+  EXPECT_LT(out.size(), 80u) << out;
   EXPECT_NE(out.find("ETA 0:00\r\n"), std::string::npos) << out;  // the terminal turns \n into \r\n
   close(slave);
   close(master);

@@ -1,5 +1,6 @@
 #include "core/progress.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,11 @@ ProgressBar ProgressBar::for_fd(int fd, bool quiet) {
   Options o;
   o.fd = fd;
   o.enabled = !quiet && isatty(fd) == 1;
+  // A line wider than the terminal wraps, and '\r' then redraws only its
+  // last part: a narrower bar on narrow terminals (the rest takes ~70).
+  winsize ws{};
+  if (o.enabled && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    o.bar_width = std::clamp(static_cast<int>(ws.ws_col) - 72, 0, o.bar_width);
   return ProgressBar(std::move(o));
 }
 

@@ -38,7 +38,8 @@ class ProgressBar {
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
 
-  // Enabled when `fd` is a terminal (isatty) and not quiet.
+  // Enabled when `fd` is a terminal (isatty) and not quiet; the bar is
+  // narrowed to fit the terminal's width.
   static ProgressBar for_fd(int fd, bool quiet);
   static ProgressBar for_stderr(bool quiet);
 
