@@ -25,7 +25,7 @@ namespace {
 
 struct BenchCliOptions {
   std::string model, compute = "auto", e2e, vad_model, out;
-  int threads = 0, runs = 3, tokens_per_window = 110, batch_size = 0;
+  int threads = 0, runs = 3, tokens_per_window = 110, batch_size = 0, beam_size = 1;
   bool json = false;
 };
 
@@ -41,6 +41,10 @@ int run_e2e(const BenchCliOptions& c, const Engine& engine) {
   PipelineOptions o;
   o.forced_tokens_per_30s = c.tokens_per_window;
   o.batch_size = c.batch_size;
+  // The model workload: one pass, no fallback (random weights would fall
+  // back at every window); beams as asked.
+  o.decoding = DecodingOptions::greedy();
+  o.decoding.beam_size = c.beam_size;
   o.language = engine.model().tokenizer.multilingual() ? "en" : "auto";
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
@@ -66,6 +70,8 @@ int run_e2e(const BenchCliOptions& c, const Engine& engine) {
   j["threads"] = engine.backend().n_threads();
   j["batch_size"] = c.batch_size == 0 ? default_batch_size() : c.batch_size;
   j["tokens_per_window"] = c.tokens_per_window;
+  j["beam_size"] = c.beam_size;
+  j["forks"] = r->forks;
   j["audio_s"] = r->transcript.duration;
   j["wall_s"] = wall;
   j["rtf_x"] = r->transcript.duration / wall;
@@ -111,7 +117,8 @@ Command add_bench_command(CLI::App& root) {
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_option("--e2e", o->e2e, "time the whole batched pipeline on this audio file");
   sub->add_option("--tokens-per-window", o->tokens_per_window, "--e2e: decoded tokens per 30 s of speech (110)");
-  sub->add_option("--batch-size", o->batch_size, "--e2e: sequences decoded together (0: the default)");
+  sub->add_option("--batch-size", o->batch_size, "--e2e: windows decoded together (0: the default)");
+  sub->add_option("--beam-size", o->beam_size, "--e2e: beam search width (1: greedy)");
   sub->add_option("--vad-model", o->vad_model, "--e2e: Silero VAD safetensors (default: the shared one)");
   sub->add_option("-o,--output", o->out, "--e2e: also write PATH.txt, PATH.srt, ... (default: format only)");
   return {sub, [o] { return run_bench(*o); }};

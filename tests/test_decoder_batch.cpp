@@ -158,6 +158,12 @@ INSTANTIATE_TEST_SUITE_P(Compute, DecoderBatch,
 
 // Segments must match exactly: the arithmetic of a stream depends neither on
 // the thread count nor on what other streams do.
+TranscribeOptions greedy_options() {
+  TranscribeOptions o;
+  o.decoding = DecodingOptions::greedy();
+  return o;
+}
+
 void expect_same_transcript(const Transcript& got, const Transcript& want, const std::string& label) {
   EXPECT_EQ(got.language, want.language) << label;
   ASSERT_EQ(got.segments.size(), want.segments.size()) << label << ": got '" << got.text() << "', want '"
@@ -193,7 +199,7 @@ TEST(ConcurrentStreams, SharedModelTranscriptsEqualSequentialOnes) {
   ASSERT_TRUE(jfk.ok()) << jfk.message();
   struct Stream {
     std::vector<float> audio;
-    TranscribeOptions options;
+    TranscribeOptions options = greedy_options();
   };
   std::vector<Stream> streams(3);
   streams[0].audio = *jfk;

@@ -147,11 +147,20 @@ TEST_F(Rules, SplitWindowAtTimestampPairs) {
 TEST(OutputFormats, SrtVttJsonAreWellFormed) {
   Transcript t;
   t.language = "en";
-  t.segments = {{0.0, 1.5, " Hello --> world", {}, 0, -0.1, 0.01}, {3661.25, 3662.0, " Ünïcödé", {}, 0, -0.2, 0.0}};
+  t.segments.resize(2);
+  t.segments[0].start = 0.0;
+  t.segments[0].end = 1.5;
+  t.segments[0].text = " Hello --> world";
+  t.segments[0].avg_logprob = -0.1;
+  t.segments[0].no_speech_prob = 0.01;
+  t.segments[1].start = 3661.25;
+  t.segments[1].end = 3662.0;
+  t.segments[1].text = " Ünïcödé";
+  t.segments[1].avg_logprob = -0.2;
   EXPECT_EQ(*format_transcript(t, "srt"),
             "1\n00:00:00,000 --> 00:00:01,500\nHello -> world\n\n2\n01:01:01,250 --> 01:01:02,000\nÜnïcödé\n\n");
   EXPECT_EQ(*format_transcript(t, "vtt"),
-            "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello -> world\n\n01:01:01.250 --> 01:01:02.000\nÜnïcödé\n\n");
+            "WEBVTT\n\n00:00.000 --> 00:01.500\nHello -> world\n\n01:01:01.250 --> 01:01:02.000\nÜnïcödé\n\n");
   EXPECT_EQ(*format_transcript(t, "txt"), "Hello --> world\nÜnïcödé\n");
   auto j = nlohmann::json::parse(*format_transcript(t, "json"));
   EXPECT_EQ(j["segments"].size(), 2u);
@@ -181,6 +190,7 @@ TEST(LongForm, SeeksThroughSeveralWindows) {
   }
   Transcriber t(*model, **be);
   TranscribeOptions o;
+  o.decoding = DecodingOptions::greedy();
   o.language = "en";
   std::vector<double> progress;
   o.on_progress = [&](double done, double total) { progress.push_back(done / total); };
@@ -223,8 +233,9 @@ TEST(LanguageDetection, UsesThePaddedSpectrogramLikeOpenai) {
     ASSERT_TRUE(t.encode_window(mel.data(), LogMel::total_frames(clip.size())).ok());
     auto detected = t.detect_language();
     ASSERT_TRUE(detected.ok()) << detected.message();
-    const std::string expected = *detected;
+    const std::string expected = detected->front().code;
     TranscribeOptions o;
+    o.decoding = DecodingOptions::greedy();
     o.language = "auto";
     auto r = t.transcribe(clip, o);
     ASSERT_TRUE(r.ok()) << r.message();

@@ -204,6 +204,7 @@ Result<PipelineResult> run_pipeline(const std::string& compute, int threads, int
   o.language = "en";
   o.batch_size = batch;
   o.forced_tokens_per_30s = forced;
+  o.decoding = DecodingOptions::greedy();
   return transcribe_file_batched(*e, vad(), file, o);
 }
 

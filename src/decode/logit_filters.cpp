@@ -1,22 +1,61 @@
 #include "decode/logit_filters.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace ama {
 
-LogitRules default_logit_rules(const Tokenizer& tok, bool timestamps) {
+Result<LogitRules> make_logit_rules(const Tokenizer& tok, const LogitRuleOptions& o) {
   const SpecialTokens& s = tok.special();
   LogitRules r;
-  r.timestamps = timestamps;
-  r.suppress = tok.non_speech_tokens();
+  r.timestamps = o.timestamps;
+  if (!std::isfinite(o.max_initial_timestamp) || o.max_initial_timestamp > 30)
+    return make_error("the max initial timestamp must be at most 30 s (negative: no limit)");
+  r.max_initial_timestamp_index =
+      o.max_initial_timestamp < 0 ? -1 : static_cast<int>(std::lround(o.max_initial_timestamp / 0.02));
+  // Parse the list: integers separated by commas (spaces allowed).
+  std::string list = o.suppress_tokens;
+  bool non_speech = false;
+  size_t pos = 0;
+  while (list.find_first_not_of(" ,") != std::string::npos && pos <= list.size()) {
+    const size_t comma = std::min(list.find(',', pos), list.size());
+    std::string item = list.substr(pos, comma - pos);
+    const size_t b = item.find_first_not_of(' '), e = item.find_last_not_of(' ');
+    item = b == std::string::npos ? "" : item.substr(b, e - b + 1);
+    char* end = nullptr;
+    errno = 0;
+    const long v = item.empty() ? 0 : std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || errno != 0 || v < -1 || v >= tok.n_vocab())
+      return make_error("--suppress-tokens: '" + item + "' is not -1 or a token id in [0, " +
+                        std::to_string(tok.n_vocab()) + ")");
+    if (v == -1)
+      non_speech = true;
+    else
+      r.suppress.push_back(static_cast<int>(v));
+    pos = comma + 1;
+    if (comma == list.size()) break;
+  }
+  if (non_speech) {
+    const std::vector<int> ns = tok.non_speech_tokens();
+    r.suppress.insert(r.suppress.end(), ns.begin(), ns.end());
+  }
   for (int t : {s.transcribe, s.translate, s.sot, s.sot_prev, s.sot_lm, s.no_speech}) r.suppress.push_back(t);
   std::sort(r.suppress.begin(), r.suppress.end());
   r.suppress.erase(std::unique(r.suppress.begin(), r.suppress.end()), r.suppress.end());
-  r.blank = tok.encode(" ");
-  r.blank.push_back(s.eot);
+  if (o.suppress_blank) {
+    r.blank = tok.encode(" ");
+    r.blank.push_back(s.eot);
+  }
   return r;
+}
+
+LogitRules default_logit_rules(const Tokenizer& tok, bool timestamps) {
+  LogitRuleOptions o;
+  o.timestamps = timestamps;
+  return *make_logit_rules(tok, o);
 }
 
 void apply_logit_rules(const LogitRules& rules, const Tokenizer& tok, const std::vector<int>& sampled, float* logits) {

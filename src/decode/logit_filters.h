@@ -2,7 +2,10 @@
 // SuppressBlank, SuppressTokens and ApplyTimestampRules, in that order.
 #pragma once
 
+#include <string>
 #include <vector>
+
+#include "core/result.h"
 
 #include "text/tokenizer.h"
 
@@ -14,6 +17,16 @@ struct LogitRules {
   std::vector<int> suppress;            // non-speech tokens and task/control tokens
   std::vector<int> blank;               // encode(" ") + eot, suppressed at the first step
 };
+
+struct LogitRuleOptions {
+  bool timestamps = true;
+  // openai's --suppress_tokens: comma-separated ids; -1 adds the non-speech
+  // tokens; "" suppresses only the control tokens (always suppressed).
+  std::string suppress_tokens = "-1";
+  bool suppress_blank = true;
+  float max_initial_timestamp = 1.0f;  // seconds; < 0: no limit
+};
+Result<LogitRules> make_logit_rules(const Tokenizer& tok, const LogitRuleOptions& o);
 
 // The default rule set for a tokenizer (suppress_tokens="-1", suppress_blank=True).
 LogitRules default_logit_rules(const Tokenizer& tok, bool timestamps);

@@ -10,6 +10,7 @@
 
 #include "audio/audio_source.h"
 #include "audio/mel.h"
+#include "decode/language_detect.h"
 #include "engine/engine.h"
 
 namespace ama {
@@ -63,7 +64,8 @@ class Spool {
 // mode, the tokens split at pairs of timestamps; unlike it, nothing is
 // decoded again, so tokens after the last complete pair (an unfinished
 // segment) become a final segment that ends with the chunk.
-std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowResult& r, const AudioChunk& c, bool timestamps) {
+std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowOutcome& w, const AudioChunk& c, bool timestamps) {
+  const WindowResult& r = w.result;
   const int frames = static_cast<int>((c.end - c.start) / kHopLength);
   const double offset = static_cast<double>(c.start) / kSampleRate;
   const double length = static_cast<double>(c.end - c.start) / kSampleRate;
@@ -92,8 +94,11 @@ std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowResult& r,
     s.start += offset;
     s.end += offset;
     s.seek = static_cast<int>(c.start / kHopLength);
+    s.temperature = w.temperature;
     s.avg_logprob = r.avg_logprob;
+    s.compression_ratio = w.compression_ratio;
     s.no_speech_prob = r.no_speech_prob;
+    s.repetition_cut = w.repetition_cut;
     out.push_back(std::move(s));
   }
   return out;
@@ -127,10 +132,10 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
                                                const PipelineOptions& o) {
   const WhisperModel& model = engine.model();
   const Tokenizer& tok = model.tokenizer;
-  const SpecialTokens& sp = tok.special();
   const HParams& hp = model.hp;
   const int batch = o.batch_size == 0 ? default_batch_size() : o.batch_size;
   if (batch < 1 || batch > 256) return make_error("--batch-size " + std::to_string(o.batch_size) + " is out of range [1, 256]");
+  AMA_TRY(validate(o.decoding));
   if (o.forced_tokens_per_30s < 0 || o.forced_tokens_per_30s > hp.n_text_ctx / 2)
     return make_error("tokens per window must be in [0, " + std::to_string(hp.n_text_ctx / 2) + "]");
 
@@ -140,7 +145,14 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
   if (!requested) return requested.error();
   int language_token = *requested;
   if (!tok.multilingual()) out.language = "en";
-  else if (language_token >= 0) out.language = o.language;
+  else if (language_token >= 0) out.language = tok.language_code(language_token);
+  LogitRuleOptions ro;
+  ro.timestamps = o.timestamps;
+  ro.suppress_tokens = o.suppress_tokens;
+  ro.max_initial_timestamp = o.max_initial_timestamp;
+  auto rules_or = make_logit_rules(tok, ro);
+  if (!rules_or) return rules_or.error();
+  const LogitRules& rules = *rules_or;
 
   // Pass 1: decode the audio, run the VAD, spool the samples.
   auto src = AudioSource::open(path);
@@ -186,12 +198,13 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
   LogMel mel(model.mel_filters, hp.n_mels);
   const size_t window = static_cast<size_t>(hp.n_mels) * kNFramesPerWindow;
   std::vector<float> mels, audio;
-  const LogitRules rules = default_logit_rules(tok, o.timestamps);
   WindowRequest req;
   req.task = o.task;
   req.timestamps = o.timestamps;
   req.sample_len = hp.n_text_ctx / 2;
   if (!o.initial_prompt.empty()) req.prompt = tok.encode(" " + trim_whitespace(o.initial_prompt));
+  std::vector<int> prefix;
+  if (!trim_whitespace(o.prefix).empty()) prefix = tok.encode(" " + trim_whitespace(o.prefix));
 
   // Log-mel of chunks [first, first + k) into mels, WhisperX style: each
   // chunk zero-padded to 30 s and normalized by its own maximum.
@@ -235,26 +248,22 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
     if (!st) return st.error();
     first_state = st->front();
     const double t0 = now_s();
-    auto seq = decoder->add_sequence(first_state);
-    if (!seq) return seq.error();
-    AMA_TRY(decoder->step({{*seq, {sp.sot}}}, logits));
-    decoder->free(*seq);
-    int best = sp.language_begin;
-    for (int t = sp.language_begin; t < sp.language_begin + sp.n_languages; ++t)
-      if (logits[t] > logits[best]) best = t;
+    auto langs = detect_language(*decoder, first_state, tok);
+    if (!langs) return langs.error();
     res.times.decode += now_s() - t0;
-    out.language = tok.language_code(best);
-    language_token = best;
+    out.language = langs->front().code;
+    language_token = tok.language_token(out.language);
+    out.language_probs = top_languages(std::move(*langs), 5);
   }
   req.language_token = language_token;
 
   struct Slot {
     size_t chunk;
-    DecoderStage::SeqId seq;
-    std::unique_ptr<GreedyWindow> window;
+    std::unique_ptr<WindowDecode> window;
+    size_t n_inputs = 0;
   };
   std::vector<Slot> active;
-  std::map<size_t, WindowResult> finished;
+  std::map<size_t, WindowOutcome> finished;
   size_t next = 0, emitted = 0;
   std::vector<DecoderStage::Input> inputs;
 
@@ -275,24 +284,24 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
         const double secs = static_cast<double>(chunks[next].end - chunks[next].start) / kSampleRate;
         r.forced_tokens = std::max(1, static_cast<int>(std::lround(o.forced_tokens_per_30s * secs / kChunkSeconds)));
       }
-      auto w = std::make_unique<GreedyWindow>(tok, rules, hp.n_text_ctx, r);
-      if (w->done()) return make_error("the initial prompt does not fit the text context");
-      auto seq = decoder->add_sequence(states[i]);
-      if (!seq) return seq.error();
-      active.push_back(Slot{next, *seq, std::move(w)});
+      if (next == 0) r.prefix = prefix;
+      // A seed per chunk: samples do not depend on the batching.
+      auto w = WindowDecode::start(*decoder, states[i], tok, rules, r, o.decoding, o.decoding.seed + next);
+      if (!w) return w.error();
+      active.push_back(Slot{next, std::move(*w)});
     }
     return Status::Ok();
   };
 
   auto emit_ready = [&]() {
     for (auto it = finished.find(emitted); it != finished.end(); it = finished.find(emitted)) {
-      const WindowResult& r = it->second;
+      const WindowOutcome& w = it->second;
       const AudioChunk& c = chunks[emitted];
-      const bool silent = o.no_speech_threshold >= 0 && r.no_speech_prob > o.no_speech_threshold &&
-                          !(r.avg_logprob > o.logprob_threshold);
-      if (!silent)
-        for (Segment& s : chunk_segments(tok, r, c, o.timestamps)) out.segments.push_back(std::move(s));
-      res.decoded_tokens += static_cast<int>(r.tokens.size());
+      if (!w.no_speech)
+        for (Segment& s : chunk_segments(tok, w, c, o.timestamps)) out.segments.push_back(std::move(s));
+      res.decoded_tokens += static_cast<int>(w.result.tokens.size());
+      res.fallbacks += w.attempts - 1;
+      res.forks += w.forks;
       finished.erase(it);
       ++emitted;
       if (o.on_progress)
@@ -304,13 +313,20 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
     AMA_TRY(refill());
     const double t0 = now_s();
     inputs.clear();
-    for (const Slot& s : active) inputs.push_back({s.seq, s.window->next_input()});
+    for (Slot& s : active) {
+      const size_t before = inputs.size();
+      s.window->inputs(inputs);
+      s.n_inputs = inputs.size() - before;
+    }
     AMA_TRY(decoder->step(inputs, logits));
-    for (size_t i = 0; i < active.size(); ++i) active[i].window->on_logits(logits.data() + i * hp.n_vocab);
+    size_t row = 0;
+    for (Slot& s : active) {
+      AMA_TRY(s.window->on_logits(logits.data() + row * hp.n_vocab));
+      row += s.n_inputs;
+    }
     for (size_t i = 0; i < active.size();) {
       if (active[i].window->done()) {
-        finished.emplace(active[i].chunk, active[i].window->result());
-        decoder->free(active[i].seq);
+        finished.emplace(active[i].chunk, active[i].window->outcome());
         active.erase(active.begin() + i);
       } else {
         ++i;

@@ -22,26 +22,21 @@
 
 #include "audio/vad.h"
 #include "core/result.h"
-#include "decode/greedy.h"
+#include "decode/search.h"
 #include "decode/transcriber.h"
 
 namespace ama {
 
 class Engine;
 
-struct PipelineOptions {
-  std::string language = "auto";  // a code, or auto: detected on the first chunk of speech
-  Task task = Task::transcribe;
-  bool timestamps = true;
-  std::string initial_prompt;      // given to every chunk (chunks are not conditioned on each other)
-  float no_speech_threshold = 0.6f;
-  float logprob_threshold = -1.0f;
-  int batch_size = 0;              // sequences decoded together; 0: default_batch_size()
+// The shared options (language, task, prompt, strategy, fallback, ...) and
+// the batched mode's own.
+struct PipelineOptions : TranscribeOptions {
+  int batch_size = 0;              // windows decoded together; 0: default_batch_size()
   VadOptions vad;                  // max_speech_s is capped at 30 s (one window)
   // > 0: decode exactly this many tokens per 30 s of chunk audio, ignoring
   // end of text (bench --e2e: random weights never stop by themselves).
   int forced_tokens_per_30s = 0;
-  std::function<void(double done_seconds, double total_seconds)> on_progress;
 };
 
 // Seconds spent in each stage (wall time, summed).
@@ -53,7 +48,9 @@ struct PipelineResult {
   Transcript transcript;
   StageTimes times;
   int windows = 0;        // chunks decoded
-  int decoded_tokens = 0; // sampled tokens over all chunks
+  int decoded_tokens = 0; // sampled tokens over all chunks (kept decodings)
+  int fallbacks = 0;      // windows decoded again at a higher temperature
+  int forks = 0;          // hypothesis forks (beam search and best-of)
 };
 
 // A chunk of audio to decode: samples [start, end) at 16 kHz.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "decode/language_detect.h"
 #include "engine/cpu_stages.h"
 #include "engine/engine.h"
 
@@ -97,17 +98,13 @@ Transcriber::Transcriber(const Engine& engine)
     : model_(engine.model_ptr()),
       encoder_(engine.new_encoder_stage(true)),
       decoder_(engine.new_decoder_stage()),
-      mel_(model_->mel_filters, model_->hp.n_mels),
-      rules_ts_(default_logit_rules(model_->tokenizer, true)),
-      rules_plain_(default_logit_rules(model_->tokenizer, false)) {}
+      mel_(model_->mel_filters, model_->hp.n_mels) {}
 
 Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend)
     : model_(std::move(model)),
       encoder_(std::make_unique<CpuEncoderStage>(model_, backend, true)),
       decoder_(std::make_unique<CpuDecoderStage>(model_, backend)),
-      mel_(model_->mel_filters, model_->hp.n_mels),
-      rules_ts_(default_logit_rules(model_->tokenizer, true)),
-      rules_plain_(default_logit_rules(model_->tokenizer, false)) {}
+      mel_(model_->mel_filters, model_->hp.n_mels) {}
 
 Status Transcriber::encode_window(const float* mel, int ld) {
   auto st = encoder_->encode(mel, 1, 0, ld);
@@ -130,18 +127,9 @@ Result<DecoderStage::SeqId> Transcriber::fresh_sequence() {
   return id;
 }
 
-Result<std::string> Transcriber::detect_language() {
-  const Tokenizer& tok = model_->tokenizer;
-  if (!tok.multilingual()) return std::string("en");
-  auto seq = fresh_sequence();
-  if (!seq) return seq.error();
-  std::vector<float> logits;
-  const SpecialTokens& s = tok.special();
-  AMA_TRY(decoder_->step({{*seq, {s.sot}}}, logits));
-  int best = s.language_begin;
-  for (int t = s.language_begin; t < s.language_begin + s.n_languages; ++t)
-    if (logits[t] > logits[best]) best = t;
-  return tok.language_code(best);
+Result<std::vector<LanguageProbability>> Transcriber::detect_language() {
+  if (!state_) return make_error("no window has been encoded");
+  return ama::detect_language(*decoder_, state_, model_->tokenizer);
 }
 
 Result<std::vector<float>> Transcriber::logits_for(const std::vector<int>& tokens) {
@@ -161,30 +149,29 @@ Result<std::vector<float>> Transcriber::logits_for(const std::vector<int>& token
   return logits;
 }
 
-Result<WindowResult> Transcriber::decode_window(const std::vector<int>& prompt, int language_token, Task task,
-                                                bool timestamps) {
-  WindowRequest req;
-  req.prompt = prompt;
-  req.language_token = language_token;
-  req.task = task;
-  req.timestamps = timestamps;
-  req.sample_len = model_->hp.n_text_ctx / 2;  // 224 for the standard models
-  GreedyWindow w(model_->tokenizer, timestamps ? rules_ts_ : rules_plain_, model_->hp.n_text_ctx, req);
-  if (w.done()) return make_error("prompt does not fit the text context");
-  auto seq = fresh_sequence();
-  if (!seq) return seq.error();
+Result<WindowOutcome> Transcriber::decode_window(const WindowRequest& request, const LogitRules& rules,
+                                                 const DecodingOptions& options, uint64_t seed) {
+  if (!state_) return make_error("no window has been encoded");
+  decoder_->free(seq_);
+  seq_ = -1;
+  auto w = WindowDecode::start(*decoder_, state_, model_->tokenizer, rules, request, options, seed);
+  if (!w) return w.error();
+  std::vector<DecoderStage::Input> inputs;
   std::vector<float> logits;
-  while (!w.done()) {
-    AMA_TRY(decoder_->step({{*seq, w.next_input()}}, logits));
-    w.on_logits(logits.data());
+  while (!(*w)->done()) {
+    inputs.clear();
+    (*w)->inputs(inputs);
+    AMA_TRY(decoder_->step(inputs, logits));
+    AMA_TRY((*w)->on_logits(logits.data()));
   }
-  return w.result();
+  return (*w)->outcome();
 }
 
 Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, const TranscribeOptions& o) {
   const Tokenizer& tok = model_->tokenizer;
   const int n_mels = model_->hp.n_mels;
   if (audio.empty()) return make_error("the audio is empty");
+  AMA_TRY(validate(o.decoding));
   Transcript out;
   out.duration = static_cast<double>(audio.size()) / kSampleRate;
 
@@ -192,6 +179,12 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   if (!requested) return requested.error();
   int language_token = *requested;
   if (!tok.multilingual()) out.language = "en";
+  LogitRuleOptions ro;
+  ro.timestamps = o.timestamps;
+  ro.suppress_tokens = o.suppress_tokens;
+  ro.max_initial_timestamp = o.max_initial_timestamp;
+  auto rules = make_logit_rules(tok, ro);
+  if (!rules) return rules.error();
 
   // Pass 1: the global max of the log-mel over the whole padded signal.
   const float gmax = mel_.global_max(audio.data(), audio.size());
@@ -201,6 +194,8 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   std::vector<int> all_tokens;
   size_t prompt_reset_since = 0;
   if (!o.initial_prompt.empty()) all_tokens = tok.encode(" " + trim_whitespace(o.initial_prompt));
+  std::vector<int> prefix;
+  if (!trim_whitespace(o.prefix).empty()) prefix = tok.encode(" " + trim_whitespace(o.prefix));
 
   // Language detection, as openai: on the first 30 s of the padded
   // spectrogram, whose frames past a short clip are the mel of the appended
@@ -212,16 +207,18 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
     mel_.raw_frames(audio.data(), audio.size(), 0, frames, window.data(), kNFramesPerWindow);
     LogMel::normalize(window.data(), n_mels, frames, kNFramesPerWindow, gmax);
     AMA_TRY(encode_window(window.data(), kNFramesPerWindow));
-    auto lang = detect_language();
-    if (!lang) return lang.error();
-    out.language = *lang;
+    auto langs = detect_language();
+    if (!langs) return langs.error();
+    out.language = langs->front().code;
+    out.language_probs = top_languages(std::move(*langs), 5);
     language_token = tok.language_token(out.language);
     first_window_encoded = content_frames >= kNFramesPerWindow;  // then it is also the first decoding window
   } else if (tok.multilingual()) {
-    out.language = o.language;
+    out.language = tok.language_code(language_token);
   }
 
   int seek = 0;
+  uint64_t window_index = 0;
   while (seek < content_frames) {
     const int segment_size = std::min(kNFramesPerWindow, content_frames - seek);
     if (!(seek == 0 && first_window_encoded)) {
@@ -232,31 +229,43 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
       AMA_TRY(encode_window(window.data(), kNFramesPerWindow));
     }
 
-    std::vector<int> prompt(all_tokens.begin() + prompt_reset_since, all_tokens.end());
-    auto res = decode_window(prompt, language_token, o.task, o.timestamps);
+    WindowRequest req;
+    req.prompt.assign(all_tokens.begin() + prompt_reset_since, all_tokens.end());
+    if (window_index == 0) req.prefix = prefix;
+    req.language_token = language_token;
+    req.task = o.task;
+    req.timestamps = o.timestamps;
+    req.sample_len = model_->hp.n_text_ctx / 2;  // 224 for the standard models
+    auto res = decode_window(req, *rules, o.decoding, o.decoding.seed + window_index++);
     if (!res) return res.error();
-    const WindowResult& w = *res;
+    const WindowOutcome& w = *res;
     const double window_end = static_cast<double>(seek + segment_size) * kHopLength / kSampleRate;
 
-    if (o.no_speech_threshold >= 0 && w.no_speech_prob > o.no_speech_threshold &&
-        !(w.avg_logprob > o.logprob_threshold)) {
+    if (w.no_speech) {
       seek += segment_size;
       if (o.on_progress) o.on_progress(std::min(window_end, out.duration), out.duration);
       continue;
     }
 
-    WindowSegments ws = split_window(tok, w.tokens, seek, segment_size, o.timestamps);
+    WindowSegments ws = split_window(tok, w.result.tokens, seek, segment_size, o.timestamps);
     seek = ws.next_seek;
     for (Segment& sg : ws.segments) {
       if (sg.start == sg.end || trim_whitespace(sg.text).empty()) continue;  // openai blanks these
-      sg.avg_logprob = w.avg_logprob;
-      sg.no_speech_prob = w.no_speech_prob;
-      all_tokens.insert(all_tokens.end(), sg.tokens.begin(), sg.tokens.end());
+      sg.temperature = w.temperature;
+      sg.avg_logprob = w.result.avg_logprob;
+      sg.compression_ratio = w.compression_ratio;
+      sg.no_speech_prob = w.result.no_speech_prob;
+      sg.repetition_cut = w.repetition_cut;
+      // A loop that survived every temperature is never fed back as a prompt.
+      if (!w.repetition_cut) all_tokens.insert(all_tokens.end(), sg.tokens.begin(), sg.tokens.end());
       sg.end = std::min(sg.end, out.duration);
       sg.start = std::min(sg.start, sg.end);
       out.segments.push_back(std::move(sg));
     }
-    if (!o.condition_on_previous_text) prompt_reset_since = all_tokens.size();
+    // openai resets the prompt after a window that needed a high
+    // temperature: its text is unreliable as context.
+    if (!o.condition_on_previous_text || w.temperature > 0.5 || w.repetition_cut)
+      prompt_reset_since = all_tokens.size();
     if (o.on_progress) o.on_progress(std::min(static_cast<double>(seek) * kHopLength / kSampleRate, out.duration),
                                      out.duration);
   }

@@ -6,13 +6,15 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "audio/mel.h"
 #include "backend/backend.h"
 #include "core/result.h"
-#include "decode/greedy.h"
+#include "decode/fallback.h"
+#include "decode/search.h"
 #include "decode/logit_filters.h"
 #include "decode/transcript.h"
 #include "engine/stages.h"
@@ -20,14 +22,23 @@
 
 namespace ama {
 
+// Options shared by both long-form modes (sequential and batched).
 struct TranscribeOptions {
-  std::string language = "auto";  // a code such as "en", or "auto" to detect
+  std::string language = "auto";  // a code or English name ("en", "English"), or "auto" to detect
   Task task = Task::transcribe;
   bool timestamps = true;
+  bool word_timestamps = false;
+  // Sequential mode: the previous window's text is the next one's prompt
+  // (batched chunks are never conditioned on each other).
   bool condition_on_previous_text = true;
-  std::string initial_prompt;
-  float no_speech_threshold = 0.6f;   // skip a window judged silent ...
-  float logprob_threshold = -1.0f;    // ... unless its average log-probability beats this
+  std::string initial_prompt;     // the first window's prompt (batched: every chunk's)
+  std::string prefix;             // forced start of the first window's text
+  std::string suppress_tokens = "-1";
+  float max_initial_timestamp = 1.0f;  // seconds; < 0: no limit
+  // openai's hallucination_silence_threshold (seconds; needs word
+  // timestamps): skip silence longer than this around a likely hallucination.
+  std::optional<float> hallucination_silence_threshold;
+  DecodingOptions decoding;       // strategy, temperature fallback, thresholds, seed
   std::function<void(double done_seconds, double total_seconds)> on_progress;
 };
 
@@ -70,12 +81,14 @@ class Transcriber {
   // The last window's encoder output [n_audio_ctx][n_audio_state].
   Result<std::vector<float>> encoder_output() const;
 
-  // Language probabilities from the current window: the decoder's logits
-  // after <|startoftranscript|>, over the language tokens.
-  Result<std::string> detect_language();
+  // Language probabilities from the current window (the decoder's logits
+  // after <|startoftranscript|>, softmax over the language tokens), highest
+  // first; English-only models: {"en", 1}.
+  Result<std::vector<LanguageProbability>> detect_language();
 
-  // Greedy decoding of the current window, given prompt tokens.
-  Result<WindowResult> decode_window(const std::vector<int>& prompt, int language_token, Task task, bool timestamps);
+  // One window (the current one) decoded with temperature fallback.
+  Result<WindowOutcome> decode_window(const WindowRequest& request, const LogitRules& rules,
+                                      const DecodingOptions& options, uint64_t seed);
 
   // Logits for the given tokens fed from position 0: [n][n_vocab].
   Result<std::vector<float>> logits_for(const std::vector<int>& tokens);
@@ -89,7 +102,6 @@ class Transcriber {
   std::shared_ptr<const EncoderState> state_;
   DecoderStage::SeqId seq_ = -1;
   LogMel mel_;
-  LogitRules rules_ts_, rules_plain_;
 };
 
 }  // namespace ama
