@@ -14,6 +14,7 @@
 #include "audio/vad.h"
 #include "backend/cpu/cpu_features.h"
 #include "command.h"
+#include "core/progress.h"
 #include "decode/output_formats.h"
 #include "decode/pipeline.h"
 #include "decode/transcriber.h"
@@ -27,7 +28,8 @@ struct TranscribeCliOptions {
   std::string model, file, language = "auto", task = "transcribe", out, formats, compute = "auto", prompt;
   std::string mode = "batched", vad_model, prefix, suppress_tokens = "-1";
   int threads = 0, batch_size = 0;
-  bool no_timestamps = false, verbose = false, no_condition = false, word_timestamps = false;
+  bool no_timestamps = false, verbose = false, no_condition = false, word_timestamps = false, quiet = false;
+  WriterOptions writer;
   // openai's command-line defaults.
   int beam_size = 5, best_of = 5;
   float patience = 1.0f, temperature = 0.0f, max_initial_timestamp = 1.0f;
@@ -119,23 +121,27 @@ int run_transcribe(const TranscribeCliOptions& c) {
   else if (c.task == "translate") task = Task::translate;
   else return fail("--task must be transcribe or translate");
   if (c.mode != "batched" && c.mode != "sequential") return fail("--mode must be batched or sequential");
-  std::vector<std::string> formats = split_list(c.formats);
+  std::vector<std::string> formats;
+  if (!c.formats.empty()) {
+    auto f = parse_output_formats(c.formats);
+    if (!f) return fail(f.message());
+    formats = *f;
+  }
   if (formats.empty() && !c.out.empty()) formats = {"txt"};
-  for (const auto& f : formats)
-    if (std::find(output_format_names().begin(), output_format_names().end(), f) == output_format_names().end())
-      return fail("unknown format '" + f + "' (txt, srt, vtt, json)");
   if (!formats.empty() && c.out.empty()) return fail("--format needs -o PATH");
+  if (Status s = c.writer.validate(); !s) return fail(s.message());
+  // openai's CLI refuses subtitle options that need words without them.
+  if (c.writer.uses_words() && !c.word_timestamps)
+    return fail("--max-line-width, --max-line-count, --max-words-per-line and --highlight-words need --word-timestamps");
 
   auto engine = Engine::load(c.model, {c.threads, c.compute});
   if (!engine) return fail(engine.message());
   if (c.verbose)
     std::fprintf(stderr, "amanuensis: backend: %s (%s)\n", (*engine)->backend().describe().c_str(),
                  selected_isa().reason.c_str());
-  const bool tty = isatty(STDERR_FILENO);
-  auto progress = [tty](double done, double total) {
-    if (tty && total > kChunkSeconds)
-      std::fprintf(stderr, "amanuensis: progress %5.1f%% (%.1f / %.1f s)\n", 100.0 * done / total, done, total);
-  };
+  // On a terminal only, and not with --quiet.
+  ProgressBar bar = ProgressBar::for_stderr(c.quiet);
+  auto progress = bar.callback();
 
   auto shared = decoding_options(c, task);
   if (!shared) return fail(shared.message());
@@ -164,13 +170,15 @@ int run_transcribe(const TranscribeCliOptions& c) {
     if (!result) return fail(result.message());
     transcript = std::move(result->transcript);
   }
-  for (const Segment& s : transcript.segments)
-    std::printf("[%s --> %s] %s\n", format_timestamp(s.start, '.').c_str(), format_timestamp(s.end, '.').c_str(),
+  bar.finish();
+  if (!c.quiet)
+    for (const Segment& s : transcript.segments)
+      std::printf("[%s --> %s] %s\n", format_timestamp(s.start, '.').c_str(), format_timestamp(s.end, '.').c_str(),
                 s.text.c_str());
   for (const auto& f : formats) {
-    auto text = format_transcript(transcript, f);
+    auto text = format_transcript(transcript, f, c.writer, task);
     if (!text) return fail(text.message());
-    if (Status s = write_text(c.out + "." + f, *text); !s) return fail(s.message());
+    if (Status s = write_text(c.out + "." + output_format_extension(f), *text); !s) return fail(s.message());
   }
   return 0;
 }
@@ -187,7 +195,13 @@ Command add_transcribe_command(CLI::App& root) {
   sub->add_flag("--no-timestamps", o->no_timestamps, "decode without timestamps");
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-o,--output", o->out, "output path without extension: writes PATH.txt, PATH.srt, ...");
-  sub->add_option("-f,--format", o->formats, "comma-separated: txt,srt,vtt,json (default txt with -o)");
+  sub->add_option("-f,--format", o->formats,
+                  "comma-separated: txt,srt,vtt,tsv,json,verbose_json, or all (default txt with -o)");
+  sub->add_option("--max-line-width", o->writer.max_line_width, "srt/vtt: characters per line (needs --word-timestamps)");
+  sub->add_option("--max-line-count", o->writer.max_line_count, "srt/vtt: lines per cue (with --max-line-width)");
+  sub->add_option("--max-words-per-line", o->writer.max_words_per_line, "srt/vtt: words per cue line");
+  sub->add_flag("--highlight-words", o->writer.highlight_words, "srt/vtt: underline each word as it is spoken");
+  sub->add_flag("-q,--quiet", o->quiet, "no progress bar and no transcript on standard output");
   sub->add_option("--compute", o->compute, "auto|f32|bf16|int8 (auto: the fastest that meets the accuracy bar here)");
   sub->add_option("--initial-prompt,--prompt", o->prompt, "text to provide as a prompt for the first window");
   sub->add_option("--prefix", o->prefix, "text the first window's transcript is forced to start with");

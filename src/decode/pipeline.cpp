@@ -10,7 +10,9 @@
 
 #include "audio/audio_source.h"
 #include "audio/mel.h"
+#include "decode/hallucination.h"
 #include "decode/language_detect.h"
+#include "decode/timing.h"
 #include "engine/engine.h"
 
 namespace ama {
@@ -260,10 +262,22 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
   struct Slot {
     size_t chunk;
     std::unique_ptr<WindowDecode> window;
+    std::shared_ptr<const EncoderState> state;  // kept for word alignment
     size_t n_inputs = 0;
   };
   std::vector<Slot> active;
-  std::map<size_t, WindowOutcome> finished;
+  struct Done {
+    WindowOutcome outcome;
+    std::shared_ptr<const EncoderState> state;
+  };
+  std::map<size_t, Done> finished;
+  std::vector<int> sot_sequence{tok.special().sot};
+  if (tok.multilingual()) {
+    sot_sequence.push_back(language_token);
+    sot_sequence.push_back(o.task == Task::translate ? tok.special().translate : tok.special().transcribe);
+  }
+  const std::vector<AttentionHead> heads = alignment_heads(hp);
+  double last_speech = 0;
   size_t next = 0, emitted = 0;
   std::vector<DecoderStage::Input> inputs;
 
@@ -288,17 +302,35 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
       // A seed per chunk: samples do not depend on the batching.
       auto w = WindowDecode::start(*decoder, states[i], tok, rules, r, o.decoding, o.decoding.seed + next);
       if (!w) return w.error();
-      active.push_back(Slot{next, std::move(*w)});
+      active.push_back(Slot{next, std::move(*w), o.word_timestamps ? states[i] : nullptr});
     }
     return Status::Ok();
   };
 
-  auto emit_ready = [&]() {
+  auto emit_ready = [&]() -> Status {
     for (auto it = finished.find(emitted); it != finished.end(); it = finished.find(emitted)) {
-      const WindowOutcome& w = it->second;
+      const WindowOutcome& w = it->second.outcome;
       const AudioChunk& c = chunks[emitted];
-      if (!w.no_speech)
-        for (Segment& s : chunk_segments(tok, w, c, o.timestamps)) out.segments.push_back(std::move(s));
+      std::vector<Segment> segs;
+      if (!w.no_speech) segs = chunk_segments(tok, w, c, o.timestamps);
+      if (o.word_timestamps && !segs.empty()) {
+        const double t0 = now_s();
+        const double before = last_speech;
+        const int frames = static_cast<int>((c.end - c.start) / kHopLength);
+        AMA_TRY(add_word_timestamps(*decoder, it->second.state, tok, sot_sequence, out.language, heads, frames, segs,
+                                    last_speech));
+        if (o.hallucination_silence_threshold) {
+          // No seeking here: a likely hallucination in silence is dropped
+          // with what follows it in the chunk.
+          const double offset = static_cast<double>(c.start) / kSampleRate;
+          HallucinationWindow hw{*o.hallucination_silence_threshold, offset, offset + kChunkSeconds,
+                                 static_cast<double>(c.end - c.start) / kSampleRate, before};
+          if (auto cut = find_hallucination(segs, hw)) segs.resize(*cut);
+          last_speech = last_word_end(segs).value_or(before);
+        }
+        res.times.decode += now_s() - t0;
+      }
+      for (Segment& s : segs) out.segments.push_back(std::move(s));
       res.decoded_tokens += static_cast<int>(w.result.tokens.size());
       res.fallbacks += w.attempts - 1;
       res.forks += w.forks;
@@ -307,6 +339,7 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
       if (o.on_progress)
         o.on_progress(std::min(out.duration, static_cast<double>(c.end) / kSampleRate), out.duration);
     }
+    return Status::Ok();
   };
 
   while (next < chunks.size() || !active.empty()) {
@@ -326,14 +359,14 @@ Result<PipelineResult> transcribe_file_batched(const Engine& engine, const Siler
     }
     for (size_t i = 0; i < active.size();) {
       if (active[i].window->done()) {
-        finished.emplace(active[i].chunk, active[i].window->outcome());
+        finished.emplace(active[i].chunk, Done{active[i].window->outcome(), std::move(active[i].state)});
         active.erase(active.begin() + i);
       } else {
         ++i;
       }
     }
     res.times.decode += now_s() - t0;
-    emit_ready();
+    AMA_TRY(emit_ready());
   }
   res.windows = static_cast<int>(chunks.size());
   return res;

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "decode/hallucination.h"
 #include "decode/language_detect.h"
+#include "decode/timing.h"
+#include "text/languages.h"
 #include "engine/cpu_stages.h"
 #include "engine/engine.h"
 
@@ -13,6 +16,7 @@ namespace {
 
 constexpr int kInputStride = 2;             // mel frames per audio position
 constexpr double kTimePrecision = 0.02;     // seconds per timestamp token
+constexpr double kFramesPerSecond = 100;    // mel frames per second
 
 }  // namespace
 
@@ -21,12 +25,16 @@ std::string trim_whitespace(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-Result<int> requested_language_token(const Tokenizer& tok, const std::string& language, Task task) {
-  const bool automatic = language == "auto" || language.empty();
+Result<int> requested_language_token(const Tokenizer& tok, const std::string& user_language, Task task) {
+  // Codes and English names, in any case, as openai's --language.
+  auto code = language_code_from_user(user_language);
+  if (!code) return code.error();
+  const std::string& language = *code;
+  const bool automatic = language == "auto";
   if (tok.multilingual()) {
     if (automatic) return -1;
     const int t = tok.language_token(language);
-    if (t < 0) return make_error("unknown language '" + language + "'");
+    if (t < 0) return make_error("language '" + user_language + "' is not in this model");
     return t;
   }
   if (!automatic && language != "en")
@@ -217,6 +225,15 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
     out.language = tok.language_code(language_token);
   }
 
+  // Word alignment: the window's start tokens and the model's heads.
+  std::vector<int> sot_sequence{tok.special().sot};
+  if (tok.multilingual()) {
+    sot_sequence.push_back(language_token);
+    sot_sequence.push_back(o.task == Task::translate ? tok.special().translate : tok.special().transcribe);
+  }
+  const std::vector<AttentionHead> heads = alignment_heads(model_->hp);
+  double last_speech_timestamp = 0;
+
   int seek = 0;
   uint64_t window_index = 0;
   while (seek < content_frames) {
@@ -247,8 +264,47 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
       continue;
     }
 
+    const int previous_seek = seek;
     WindowSegments ws = split_window(tok, w.result.tokens, seek, segment_size, o.timestamps);
     seek = ws.next_seek;
+    if (o.word_timestamps) {
+      const std::vector<int>& t = w.result.tokens;
+      const size_t n = t.size();
+      const bool single_timestamp_ending = n >= 2 && !tok.is_timestamp(t[n - 2]) && tok.is_timestamp(t[n - 1]);
+      const double time_offset = static_cast<double>(previous_seek) * kHopLength / kSampleRate;
+      const double window_end_time = static_cast<double>(previous_seek + kNFramesPerWindow) * kHopLength / kSampleRate;
+      const double last_speech_before = last_speech_timestamp;
+      AMA_TRY(add_word_timestamps(*decoder_, state_, tok, sot_sequence, out.language, heads, segment_size,
+                                  ws.segments, last_speech_timestamp));
+      const std::optional<double> word_end = last_word_end(ws.segments);
+      if (!single_timestamp_ending && word_end && *word_end > time_offset)
+        seek = static_cast<int>(std::lround(*word_end * kFramesPerSecond));
+      if (o.hallucination_silence_threshold) {
+        const double threshold = *o.hallucination_silence_threshold;
+        if (!single_timestamp_ending && word_end && *word_end > time_offset)
+          seek = window_end_time - *word_end > threshold ? static_cast<int>(std::lround(*word_end * kFramesPerSecond))
+                                                         : previous_seek + segment_size;
+        // A likely hallucination first: skip the silence before it.
+        const Segment* first = next_words_segment(ws.segments);
+        if (first && is_segment_anomaly(first) && first->start - time_offset > threshold) {
+          seek = previous_seek + static_cast<int>(std::lround((first->start - time_offset) * kFramesPerSecond));
+          last_speech_timestamp = last_speech_before;
+          if (o.on_progress) o.on_progress(std::min(static_cast<double>(seek) / kFramesPerSecond, out.duration),
+                                           out.duration);
+          continue;
+        }
+        HallucinationWindow hw{threshold, time_offset, window_end_time,
+                               static_cast<double>(segment_size) * kHopLength / kSampleRate, last_speech_before};
+        double restart = 0;
+        if (auto cut = find_hallucination(ws.segments, hw, &restart)) {
+          seek = static_cast<int>(std::lround(restart * kFramesPerSecond));
+          if (out.duration - ws.segments[*cut].end < threshold) seek = content_frames;
+          ws.segments.resize(*cut);
+        }
+      }
+      if (auto end = last_word_end(ws.segments)) last_speech_timestamp = *end;
+      else last_speech_timestamp = last_speech_before;
+    }
     for (Segment& sg : ws.segments) {
       if (sg.start == sg.end || trim_whitespace(sg.text).empty()) continue;  // openai blanks these
       sg.temperature = w.temperature;
