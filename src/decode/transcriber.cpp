@@ -114,6 +114,13 @@ Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, Backend& bac
       decoder_(std::make_unique<CpuDecoderStage>(model_, backend)),
       mel_(model_->mel_filters, model_->hp.n_mels) {}
 
+Transcriber::Transcriber(std::shared_ptr<const WhisperModel> model, std::unique_ptr<EncoderStage> encoder,
+                         std::unique_ptr<DecoderStage> decoder)
+    : model_(std::move(model)),
+      encoder_(std::move(encoder)),
+      decoder_(std::move(decoder)),
+      mel_(model_->mel_filters, model_->hp.n_mels) {}
+
 Status Transcriber::encode_window(const float* mel, int ld) {
   auto st = encoder_->encode(mel, 1, 0, ld);
   if (!st) return st.error();

@@ -72,6 +72,10 @@ class Transcriber {
   explicit Transcriber(const Engine& engine);
   // On CPU stages over a model packed for `backend`.
   Transcriber(std::shared_ptr<const WhisperModel> model, Backend& backend);
+  // On any stages (a device backend's, or scripted ones in tests); the
+  // model gives the tokenizer, the mel filters and the shapes.
+  Transcriber(std::shared_ptr<const WhisperModel> model, std::unique_ptr<EncoderStage> encoder,
+              std::unique_ptr<DecoderStage> decoder);
 
   Result<Transcript> transcribe(const std::vector<float>& audio16k, const TranscribeOptions& options);
 
