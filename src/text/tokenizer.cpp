@@ -4,8 +4,6 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 
 #include "text/tiktoken.h"
 
@@ -77,10 +75,17 @@ Result<Tokenizer> Tokenizer::from_tiktoken(std::string_view contents, int n_voca
 }
 
 Result<Tokenizer> Tokenizer::load_tiktoken(const std::string& path, int n_vocab) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("tiktoken: cannot open " + path);
-  const std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return make_error("tiktoken: cannot read " + path);
+  // C stdio rather than a stream: reading a directory must be an error, not
+  // an exception from the stream buffer.
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return make_error("tiktoken: cannot open " + path);
+  std::string contents;
+  char buf[1 << 16];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) contents.append(buf, got);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return make_error("tiktoken: cannot read " + path);
   auto tok = from_tiktoken(contents, n_vocab);
   if (!tok.ok()) return make_error(path + ": " + tok.message());
   return tok;
