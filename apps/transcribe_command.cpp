@@ -41,14 +41,6 @@ struct TranscribeCliOptions {
   int vad_min_speech_ms = 250, vad_min_silence_ms = 100, vad_pad_ms = 30;
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 // openai's optional_float: a number, or "none".
 Result<std::optional<float>> optional_float(const std::string& name, const std::string& text) {
   std::string t = text;

@@ -17,7 +17,9 @@
 // probabilities (4 bytes per 32 ms) and at most batch_size chunks in flight.
 #pragma once
 
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "audio/vad.h"
@@ -39,7 +41,8 @@ struct PipelineOptions : TranscribeOptions {
   int forced_tokens_per_30s = 0;
 };
 
-// Seconds spent in each stage (wall time, summed).
+// Seconds spent in each stage (wall time, summed; for files batched
+// together, each file's share of the shared steps).
 struct StageTimes {
   double decode_audio = 0, vad = 0, mel = 0, encode = 0, decode = 0;
 };
@@ -66,7 +69,43 @@ std::vector<AudioChunk> merge_speech_segments(const std::vector<SpeechSegment>& 
 // class (see pipeline.cpp for the measurement).
 int default_batch_size();
 
+// 16 kHz samples spooled to an unlinked temporary file: the page cache
+// holds them, not the process; chunks are read back by offset (from any
+// thread).
+class SampleSpool {
+ public:
+  ~SampleSpool();
+  Status open();
+  Status write(const float* x, size_t n);
+  Status flush();
+  Status read(size_t start, size_t n, float* out) const;
+  size_t size() const { return n_; }
+
+ private:
+  std::FILE* f_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Pass 1 of a file: decoded, run through the VAD, spooled, and cut into
+// chunks of speech of at most 30 s.
+struct PreparedAudio {
+  std::shared_ptr<const SampleSpool> samples;
+  std::vector<AudioChunk> chunks;
+  double duration = 0;  // seconds of audio
+  StageTimes times;     // decode_audio and vad
+};
+Result<PreparedAudio> prepare_audio(const SileroVad& vad, const std::string& path, const VadOptions& options);
+
+// Checks the options against the model before any work is done.
+Status check_options(const WhisperModel& model, const PipelineOptions& options);
+
+// check_options, prepare_audio, then the chunks through a Scheduler of
+// options.batch_size windows (decode/scheduler.h).
 Result<PipelineResult> transcribe_file_batched(const Engine& engine, const SileroVad& vad, const std::string& path,
                                                const PipelineOptions& options);
+
+// The segments of one decoded chunk, with absolute times (the scheduler's
+// emission; exposed for tests).
+std::vector<Segment> chunk_segments(const Tokenizer& tok, const WindowOutcome& w, const AudioChunk& c, bool timestamps);
 
 }  // namespace ama
