@@ -5,7 +5,11 @@ set -euo pipefail
 # FFmpeg's libraries read audio (src/audio/audio_source.cpp); the ffmpeg CLI makes test inputs.
 packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
           libavformat-dev libavcodec-dev libavutil-dev libswresample-dev ffmpeg
-          zlib1g-dev)  # zlib: tests/npz.h inflates numpy .npz reference data
+          zlib1g-dev   # zlib: the compression ratio of decoded text, and numpy .npz test data
+          # amanuensis serve: cpp-httplib; its tests: Node (OpenAI's SDK, puppeteer-core from npm),
+          # headless Chromium, haproxy (scale-out), yamllint (docs/deploy k8s manifests),
+          # clang (libFuzzer targets), wrk (load generator cross-check), bsdutils (script: pty tests)
+          libcpp-httplib-dev nodejs npm chromium haproxy yamllint clang wrk bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
