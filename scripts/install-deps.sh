@@ -9,7 +9,7 @@ packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3
           # amanuensis serve: cpp-httplib; its tests: Node (OpenAI's SDK, puppeteer-core from npm),
           # headless Chromium, haproxy (scale-out), yamllint (docs/deploy k8s manifests),
           # clang (libFuzzer targets), wrk (load generator cross-check), bsdutils (script: pty tests)
-          libcpp-httplib-dev nodejs npm chromium haproxy yamllint clang wrk bsdutils)
+          libcpp-httplib-dev nodejs chromium haproxy yamllint clang wrk bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,4 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# npm comes with nodejs on these machines (NodeSource's package bundles it,
+# and conflicts with Debian's separate npm package); Debian's own nodejs needs npm.
+if ! command -v npm >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends npm
 fi
