@@ -13,6 +13,9 @@ and batch occupancy from the server's Prometheus /metrics.
   bench/loadgen.py --url http://127.0.0.1:8080 --file ../shared/audio/jfk.wav \
       --concurrency 4 --duration 30 --server-pid $(pidof amanuensis) --json out.json
 
+  bench/loadgen.py table out/load/*.json     # markdown table of saved runs
+  bench/loadgen.py wait http://127.0.0.1:8080  # until /health answers 200
+
 Exit status: 0 when every request got a 2xx response, 1 when some failed or
 were lost, 2 on bad arguments.
 """
@@ -101,11 +104,20 @@ def _float_header(resp, name):
 
 
 class Client(threading.Thread):
-    def __init__(self, idx, args, target, uploads, deadline, results, lock):
+    def __init__(self, idx, args, target, uploads, deadline, results, lock, abandon):
         super().__init__(daemon=True, name="client-%d" % idx)
         self.idx, self.args, self.target, self.uploads = idx, args, target, uploads
         self.deadline, self.results, self.lock = deadline, results, lock
+        self.abandon = abandon  # set after --max-drain: in-flight requests are given up, not "lost"
         self.conn = None
+
+    def give_up(self):
+        c = self.conn
+        if c is not None and c.sock is not None:
+            try:
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def connect(self):
         u = self.target
@@ -137,6 +149,8 @@ class Client(threading.Thread):
             t1 = time.monotonic()
         except (OSError, http.client.HTTPException) as e:  # refused, reset, timeout, closed without a response
             self.close()
+            if self.abandon.is_set():
+                return Result(t0, time.monotonic(), None, "unfinished", up.name, up.seconds)
             err = "timeout" if isinstance(e, (socket.timeout, TimeoutError)) else type(e).__name__
             return Result(t0, time.monotonic(), None, err, up.name, up.seconds)
         status = resp.status
@@ -328,8 +342,9 @@ def summarize(args, uploads, results, t_start, t_deadline, t_end, sampler, m_bef
             errors[str(r.status)] = errors.get(str(r.status), 0) + 1
     lost = {}
     for r in results:
-        if r.error is not None:
+        if r.error is not None and r.error != "unfinished":
             lost[r.error] = lost.get(r.error, 0) + 1
+    unfinished = sum(1 for r in results if r.error == "unfinished")
     lat = sorted(r.t1 - r.t0 for r in ok)
     wall = max(t_end - t_start, 1e-9)
     audio = sum(r.audio_s or 0.0 for r in ok)
@@ -342,6 +357,7 @@ def summarize(args, uploads, results, t_start, t_deadline, t_end, sampler, m_bef
     rep = {
         "url": args.url + args.path_,
         "label": args.label,
+        "tags": dict(kv.partition("=")[::2] for kv in args.tag),
         "files": [{"name": u.name, "audio_seconds": u.seconds, "bytes": len(u.body)} for u in uploads],
         "concurrency": args.concurrency,
         "duration_s": args.duration,
@@ -353,6 +369,7 @@ def summarize(args, uploads, results, t_start, t_deadline, t_end, sampler, m_bef
         "errors_by_status": errors,
         "lost": sum(lost.values()),
         "lost_by_kind": lost,
+        "unfinished": unfinished,
         "requests_per_s": round(len(ok) / wall, 4),
         "latency_ms": {"min": ms(lat[0]) if lat else None, "mean": ms(sum(lat) / len(lat)) if lat else None,
                         "p50": ms(percentile(lat, 50)), "p95": ms(percentile(lat, 95)),
@@ -407,6 +424,7 @@ def print_report(rep, out=sys.stdout):
         ("requests", "%d sent, %d ok" % (rep["requests"], rep["ok"])),
         ("errors", "%d %s" % (rep["errors"], json.dumps(rep["errors_by_status"]) if rep["errors"] else "")),
         ("lost", "%d %s" % (rep["lost"], json.dumps(rep["lost_by_kind"]) if rep["lost"] else "")),
+        ("unfinished at --max-drain", str(rep["unfinished"])),
         ("requests/s", fmt(rep["requests_per_s"], 3)),
         ("latency ms p50/p95/p99", "%s / %s / %s (min %s, max %s)" % (fmt(lat["p50"]), fmt(lat["p95"]),
                                                                     fmt(lat["p99"]), fmt(lat["min"]),
@@ -440,7 +458,104 @@ def print_report(rep, out=sys.stdout):
 # ----------------------------------------------------------------------- main
 
 
+def table_main(argv):
+    """`loadgen.py table A.json B.json ...`: one markdown table of the runs and, when runs with
+    max_batch=1 exist, the batching speed-up (throughput at the other max-batch / at 1)."""
+    ap = argparse.ArgumentParser(prog="loadgen.py table")
+    ap.add_argument("json", nargs="+")
+    args = ap.parse_args(argv)
+    reps = []
+    for p in args.json:
+        try:
+            with open(p) as f:
+                reps.append(json.load(f))
+        except (OSError, ValueError) as e:
+            print("skipping %s: %s" % (p, e), file=sys.stderr)
+
+    def sec(v):
+        return "-" if v is None else "%.2f" % (v / 1000.0)
+
+    print("| clients | clip | max-batch | req/s | p50 s | p95 s | p99 s | ok | errors | lost | unfinished "
+          "| audio-s/s | RSS start MB | RSS max MB | batch occ. | queue max |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in reps:
+        t, lat, rss = r.get("tags", {}), r["latency_ms"], r.get("rss", {})
+        clip = t.get("clip") or "+".join(f["name"] for f in r["files"])
+        occ = r.get("batch_occupancy", {}).get("mean")
+        q = r.get("queue_depth", {}).get("max")
+        errs = str(r["errors"]) + ("" if not r["errors"] else " " + ",".join(
+            "%s:%d" % kv for kv in sorted(r["errors_by_status"].items())))
+        print("| %d | %s | %s | %.3f | %s | %s | %s | %d | %s | %d | %d | %.2f | %s | %s | %s | %s |" % (
+            r["concurrency"], clip, t.get("max_batch", "-"), r["requests_per_s"], sec(lat["p50"]), sec(lat["p95"]),
+            sec(lat["p99"]), r["ok"], errs, r["lost"], r.get("unfinished", 0), r["audio_s_per_s"],
+            fmt(rss.get("start_mb")), fmt(rss.get("max_mb")), fmt(occ, 2), fmt(q, 0)))
+    base = {}
+    for r in reps:
+        t = r.get("tags", {})
+        if t.get("max_batch") == "1":
+            base[(t.get("clip"), r["concurrency"])] = r
+    rows = []
+    for r in reps:
+        t = r.get("tags", {})
+        b = base.get((t.get("clip"), r["concurrency"]))
+        if b is not None and t.get("max_batch") != "1":
+            rows.append((r["concurrency"], t.get("clip"), t.get("max_batch"), r["audio_s_per_s"], b["audio_s_per_s"]))
+    if rows:
+        print()
+        print("Batching speed-up (throughput at max-batch N / at max-batch 1, same clients and clip):")
+        print()
+        print("| clients | clip | max-batch | audio-s/s | audio-s/s at max-batch 1 | speed-up |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for c, clip, mb, a, a1 in rows:
+            print("| %d | %s | %s | %.2f | %.2f | %s |" % (c, clip, mb, a, a1,
+                                                       "%.2fx" % (a / a1) if a1 > 0 else "-"))
+    if any("rss" in r and len(r["rss"].get("curve_mb", [])) > 20 for r in reps):
+        print()
+        print("RSS curves (t s: MB):")
+        print()
+        for r in reps:
+            if "rss" in r and len(r["rss"].get("curve_mb", [])) > 20:
+                t = r.get("tags", {})
+                print("- %d clients, %s, max-batch %s: %s" % (
+                    r["concurrency"], t.get("clip", "-"), t.get("max_batch", "-"),
+                    "  ".join("%s: %s" % (fmt(a, 0), fmt(b)) for a, b in downsample(r["rss"]["curve_mb"], 12))))
+    return 0
+
+
+def wait_main(argv):
+    """`loadgen.py wait URL [--timeout S] [--pid P]`: poll URL/health until 200; exit 1 on timeout
+    or when process P exits first."""
+    ap = argparse.ArgumentParser(prog="loadgen.py wait")
+    ap.add_argument("url")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--pid", type=int, default=None)
+    args = ap.parse_args(argv)
+    u = urllib.parse.urlsplit(args.url.rstrip("/") + "/health")
+    end = time.monotonic() + args.timeout
+    while time.monotonic() < end:
+        if args.pid is not None and not os.path.exists("/proc/%d" % args.pid):
+            print("wait: process %d exited" % args.pid, file=sys.stderr)
+            return 1
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
+        try:
+            conn.request("GET", u.path)
+            if conn.getresponse().status == 200:
+                return 0
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    print("wait: %s not ready after %.0f s" % (args.url, args.timeout), file=sys.stderr)
+    return 1
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "table":
+        return table_main(argv[1:])
+    if argv and argv[0] == "wait":
+        return wait_main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
@@ -449,6 +564,9 @@ def main(argv=None):
     ap.add_argument("-c", "--concurrency", type=int, default=1)
     ap.add_argument("-d", "--duration", type=float, default=10.0, help="seconds to keep issuing requests")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, s (then it counts as lost)")
+    ap.add_argument("--max-drain", type=float, default=None,
+                    help="after the deadline wait at most this long for in-flight requests, then give them up "
+                         "(reported as 'unfinished', not lost); default: wait up to --timeout")
     ap.add_argument("--model", default="whisper-1")
     ap.add_argument("--response-format", default="json")
     ap.add_argument("--temperature", default=None)
@@ -464,6 +582,8 @@ def main(argv=None):
                          "repeatable. Default: URL/metrics when --url is a single server")
     ap.add_argument("--no-metrics", action="store_true", help="do not scrape /metrics")
     ap.add_argument("--label", default=None, help="free-form label copied into the JSON")
+    ap.add_argument("--tag", action="append", default=[], metavar="K=V",
+                    help="tag copied into the JSON's 'tags' (load.sh: clip=, max_batch=; used by `table`)")
     ap.add_argument("--json", default=None, help="write the report as JSON here ('-' = stdout)")
     ap.add_argument("--quiet", action="store_true", help="no human table")
     args = ap.parse_args(argv)
@@ -500,13 +620,20 @@ def main(argv=None):
     if sampler is not None:
         sampler.t_start = t_start
         sampler.start()
-    clients = [Client(i, args, target, uploads, t_deadline, results, lock) for i in range(args.concurrency)]
+    abandon = threading.Event()
+    clients = [Client(i, args, target, uploads, t_deadline, results, lock, abandon)
+               for i in range(args.concurrency)]
     for c in clients:
         c.start()
+    give_up_at = t_deadline + args.max_drain if args.max_drain is not None else None
     try:
         for c in clients:
             while c.is_alive():
-                c.join(0.5)
+                c.join(0.25)
+                if give_up_at is not None and time.monotonic() >= give_up_at and not abandon.is_set():
+                    abandon.set()
+                    for cc in clients:
+                        cc.give_up()
     except KeyboardInterrupt:
         print("interrupted: reporting what finished", file=sys.stderr)
     t_end = time.monotonic()
