@@ -730,6 +730,18 @@ TEST(TiktokenFile, MalformedFilesGiveClearErrors) {
   // A file whose rank 94 (byte A1) says U+FFFD is not "repaired" like an old
   // ggml vocab: it repeats the real U+FFFD token.
   EXPECT_TRUE(contains(error_of(replace_line(95, "77+9 94")), "repeats the token of rank"));
+  {
+    // Without the real U+FFFD token (rank 4210), a rank-94 U+FFFD is just a
+    // missing byte token: from_tiktoken does not guess, unlike create().
+    const std::string lossy = [&] {
+      std::string s = replace_line(95, "77+9 94");
+      const size_t at = s.find("\n77+9 4210\n");
+      return at == std::string::npos ? std::string() : s.replace(at, 11, "\nAAEC 4210\n");
+    }();
+    ASSERT_FALSE(lossy.empty());
+    const std::string message = error_of(lossy);
+    EXPECT_TRUE(contains(message, "lacks the single-byte token 161")) << message;
+  }
   // Wrong size for n_vocab, truncated, empty.
   EXPECT_TRUE(contains(error_of(gpt2, 51865), "50256 regular tokens, expected 50257"));
   EXPECT_TRUE(contains(error_of(tiktoken_file(false), 51864), "50257 regular tokens, expected 50256"));
@@ -1288,6 +1300,24 @@ TEST(TokenizerBpe, RandomPiecesMatchTheReference) {
     ASSERT_EQ(ggml->encode(s), ggml_ref.encode(s)) << s;
   }
   EXPECT_EQ(checked, 2 * 4000);
+}
+
+TEST(TokenizerBpe, EveryTokenMatchesTheReference) {
+  // Each token of both vocabularies (the longest, 128 and 33 bytes, included)
+  // followed by a control byte, so that it is merged rather than looked up.
+  for (bool en : {false, true}) {
+    const Tokenizer* tok = exact(en);
+    const ReferenceBpe* ref = reference(en);
+    ASSERT_NE(tok, nullptr);
+    ASSERT_NE(ref, nullptr);
+    size_t longest = 0;
+    for (int id = 0; id < tok->special().eot; ++id) {
+      const std::string piece = tok->token_bytes(id) + "\x01";
+      longest = std::max(longest, piece.size() - 1);
+      ASSERT_EQ(tok->encode_piece(piece), ref->encode_piece(piece)) << "token " << id;
+    }
+    EXPECT_EQ(longest, en ? 128u : 33u);
+  }
 }
 
 TEST(TokenizerBpe, LongPiecesMatchTheReference) {
