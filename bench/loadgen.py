@@ -233,9 +233,18 @@ def metric_sum(m, pattern):
     return sum(vals) if vals else None
 
 
-# The server's metric names are matched loosely so the tool survives renames.
-QUEUE_RX = r".*queue_depth.*|.*queued.*|.*queue_length.*|.*queue_size.*"
-BUSY_RX = r".*(batch_occupancy|batch_size|batch_slots_used|active_jobs|in_flight|inflight).*"
+# amanuensis serve's gauges (src/server/metrics.cpp); loose fallbacks for other servers.
+QUEUE_NAMES = ["amanuensis_queue_depth", r".*queue_depth"]
+OCC_NAMES = ["amanuensis_batch_occupancy", r".*batch_occupancy"]
+WINDOWS_NAMES = ["amanuensis_batch_windows"]
+
+
+def first_metric(m, names):
+    for n in names:
+        v = metric_sum(m, n)
+        if v is not None:
+            return v
+    return None
 
 
 class Sampler(threading.Thread):
@@ -248,7 +257,7 @@ class Sampler(threading.Thread):
         self.t_start = time.monotonic()
         self.rss = []  # (t, total_kb or None, {pid: kb})
         self.queue = []  # (t, total queue depth)
-        self.busy = []  # (t, in-flight / occupancy gauge if the server has one)
+        self.occ = []  # (t, batch occupancy 0..1, windows in the step): sampled while decoding
 
     def sample_once(self):
         t = time.monotonic() - self.t_start
@@ -256,23 +265,19 @@ class Sampler(threading.Thread):
             per = {p: read_rss_kb(p) for p in self.pids}
             alive = [v for v in per.values() if v is not None]
             self.rss.append((t, sum(alive) if alive else None, per))
-        q = b = None
+        q = None
         for url in self.urls:
             m = scrape(url, self.api_key)
             if not m:
                 continue
-            gauges = {k: v for k, v in m.items()
-                      if not re.search(r"_(total|sum|count|bucket|created)$", k.split("{", 1)[0])}
-            qq = metric_sum(gauges, QUEUE_RX)
-            bb = metric_sum(gauges, BUSY_RX)
+            qq = first_metric(m, QUEUE_NAMES)
             if qq is not None:
                 q = (q or 0) + qq
-            if bb is not None:
-                b = (b or 0) + bb
+            occ, win = first_metric(m, OCC_NAMES), first_metric(m, WINDOWS_NAMES)
+            if occ is not None and (win is None or win > 0) and occ > 0:
+                self.occ.append((t, occ, win))
         if q is not None:
             self.queue.append((t, q))
-        if b is not None:
-            self.busy.append((t, b))
 
     def run(self):
         while True:
@@ -286,33 +291,13 @@ class Sampler(threading.Thread):
         self.join(timeout=10)
 
 
-def batch_occupancy(before, after):
-    """Mean batch occupancy over the run from histogram/summary deltas (_sum/_count) of a
-    metric whose name mentions batch occupancy / size, or None."""
-    if not before or not after:
-        return None
-    for stem_rx in (r".*batch_occupancy.*", r".*batch_size.*", r".*batch.*"):
-        rx = re.compile(stem_rx)
-        stems = sorted({k.split("{", 1)[0][:-4] for k in after
-                        if k.split("{", 1)[0].endswith("_sum") and rx.fullmatch(k.split("{", 1)[0])})
-        for stem in stems:
-            s1 = metric_sum(after, re.escape(stem) + "_sum")
-            c1 = metric_sum(after, re.escape(stem) + "_count")
-            s0 = metric_sum(before, re.escape(stem) + "_sum") or 0.0
-            c0 = metric_sum(before, re.escape(stem) + "_count") or 0.0
-            if s1 is not None and c1 is not None and c1 > c0:
-                return {"metric": stem, "mean": (s1 - s0) / (c1 - c0), "observations": c1 - c0}
-    return None
-
-
-def requests_served(before, after):
-    """Δ of the server's request counters (any *requests_total), or None."""
+def counter_delta(before, after, pattern):
     if not after:
         return None
-    a = metric_sum(after, r".*requests_total")
+    a = metric_sum(after, pattern)
     if a is None:
         return None
-    b = metric_sum(before, r".*requests_total") if before else 0.0
+    b = metric_sum(before, pattern) if before else None
     return a - (b or 0.0)
 
 
@@ -394,15 +379,34 @@ def summarize(args, uploads, results, t_start, t_deadline, t_end, sampler, m_bef
         rep["queue_depth"] = {"max": max(v for _, v in sampler.queue),
                               "mean": round(sum(v for _, v in sampler.queue) / len(sampler.queue), 2),
                               "curve": [[round(t, 1), v] for t, v in sampler.queue]}
-    if sampler is not None and sampler.busy:
-        rep["in_flight_gauge"] = {"max": max(v for _, v in sampler.busy),
-                                  "mean": round(sum(v for _, v in sampler.busy) / len(sampler.busy), 2)}
-    occ = batch_occupancy(m_before, m_after)
-    if occ is not None:
-        rep["batch_occupancy"] = occ
-    served = requests_served(m_before, m_after)
-    if served is not None:
-        rep["server_requests_delta"] = served
+    if sampler is not None and sampler.occ:
+        rep["batch_occupancy"] = {
+            "mean": round(sum(o for _, o, _ in sampler.occ) / len(sampler.occ), 3),
+            "max_windows": max((w for _, _, w in sampler.occ if w is not None), default=None),
+            "samples": len(sampler.occ)}  # 1 s samples of the gauge while a batch was decoding
+    server = {}
+    for key, pat in (("transcriptions", r"amanuensis_transcriptions_total"),
+                     ("audio_seconds", r"amanuensis_audio_seconds_total"),
+                     ("processing_seconds", r"amanuensis_processing_seconds_total"),
+                     ("decoder_steps", r"amanuensis_decoder_steps_total"),
+                     ("busy_seconds", r"amanuensis_scheduler_busy_seconds_total")):
+        d = counter_delta(m_before, m_after, pat)
+        if d is not None:
+            server[key] = round(d, 3)
+    if m_after:
+        rq = {}
+        for k, v in m_after.items():
+            if k.startswith("amanuensis_http_requests_total{") and "transcriptions" in k:
+                st = re.search(r'status="(\d+)"', k)
+                if st:
+                    rq[st.group(1)] = v - (m_before or {}).get(k, 0.0)
+        if rq:
+            server["transcription_requests_by_status"] = rq
+        lifetime = metric_sum(m_after, "amanuensis_batch_occupancy_average")
+        if lifetime is not None:
+            server["batch_occupancy_average_lifetime"] = lifetime
+    if server:
+        rep["server_metrics_delta"] = server
     return rep
 
 
@@ -446,10 +450,10 @@ def print_report(rep, out=sys.stdout):
                                                           fmt(rep["queue_depth"]["mean"], 2))))
     if "batch_occupancy" in rep:
         b = rep["batch_occupancy"]
-        rows.append(("batch occupancy", "%s mean (%s, %d observations)" % (fmt(b["mean"], 2), b["metric"],
-                                                                           int(b["observations"]))))
-    if "server_requests_delta" in rep:
-        rows.append(("server requests_total delta", fmt(rep["server_requests_delta"], 0)))
+        rows.append(("batch occupancy", "%s mean while decoding, max %s windows (%d samples)" % (
+            fmt(b["mean"], 2), fmt(b["max_windows"], 0), b["samples"])))
+    if "server_metrics_delta" in rep:
+        rows.append(("server /metrics delta", json.dumps(rep["server_metrics_delta"])))
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print("%-*s  %s" % (w, k, v), file=out)
