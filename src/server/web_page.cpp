@@ -18,6 +18,7 @@ constexpr std::string_view kPage = R"AMA_HTML(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Amanuensis — speech to text</title>
+<link rel="icon" href="data:,">
 <style>
 :root { color-scheme: light dark; --fg:#1b1f24; --bg:#f6f7f9; --card:#fff; --muted:#5a6470; --accent:#2457c5;
   --border:#c9cfd6; --err-bg:#fde8e8; --err-fg:#8a1111; --ok:#1d7a3a; }
@@ -75,13 +76,13 @@ audio { width:100%; margin:.25rem 0 .5rem; }
 <div class="grid">
   <label class="field">Task
     <select id="task" name="task">
-      <option value="transcribe">Transcribe (same language)</option>
+      <option value="transcribe">Transcribe</option>
       <option value="translate">Translate to English</option>
     </select>
   </label>
   <label class="field">Language
     <select id="language" name="language">
-      <option value="">Detect automatically</option>
+      <option value="">Auto-detect</option>
 <!--LANGUAGES-->
     </select>
   </label>
@@ -397,7 +398,8 @@ function start() {
     xhr = null;
     showError(errorText(0, x.responseText));
   });
-  x.send(formFor(request, 'verbose_json', true));
+  // The server streams json or text; the events carry the segments.
+  x.send(formFor(request, 'json', true));
 }
 function num(v) { return typeof v === 'number' ? v : (typeof v === 'string' && v !== '' ? Number(v) : undefined); }
 
@@ -469,7 +471,7 @@ function download(kind) {
     if (haveTimes) save(subtitles(kind), kind, kind === 'srt' ? 'application/x-subrip' : 'text/vtt');
     else fromServer(kind, kind, kind === 'srt' ? 'application/x-subrip' : 'text/vtt');
   } else if (kind === 'json') {
-    if (haveTimes) save(JSON.stringify(result.raw.segments ? result.raw : {
+    if (haveTimes && !request.words) save(JSON.stringify(result.raw.segments ? result.raw : {
       task: result.task, language: result.language, duration: result.duration, text: result.text,
       segments: result.segments.map((s, i) => ({ id: i, start: s.start, end: s.end, text: s.text })) }, null, 2) + '\n',
       'json', 'application/json');
