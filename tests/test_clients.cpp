@@ -5,7 +5,7 @@
 // stops the server with SIGTERM. Node, npm and Chromium are required: a
 // machine without them fails here with what to install (scripts/install-deps.sh).
 // The node packages come from tests/clients/package-lock.json (`npm ci` on
-// first use). Screenshots and downloads: <ctest working dir>/client-artifacts/.
+// first use). Screenshots and downloads: <build dir>/client-artifacts/.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -155,7 +155,8 @@ class Server {
   std::string url_, problem_, stopped_;
 };
 
-fs::path artifact_dir() { return fs::current_path() / "client-artifacts"; }
+// In the build directory (beside the binary), whatever the working directory.
+fs::path artifact_dir() { return fs::path(AMA_CLI_PATH).parent_path() / "client-artifacts"; }
 
 // Starts a server, runs `node --test FILE` in tests/clients against it, stops the server.
 void run_node_test(const std::string& file) {
