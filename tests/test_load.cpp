@@ -53,13 +53,13 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-struct Run {
+struct Shell {
   int status = -1;  // exit status, or -1 when it did not exit normally
   std::string out;  // stdout and stderr
 };
 
-Run run(const std::string& cmd) {
-  Run r;
+Shell run(const std::string& cmd) {
+  Shell r;
   FILE* p = popen(("(" + cmd + ") 2>&1").c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -72,7 +72,7 @@ Run run(const std::string& cmd) {
 
 // The absolute path of a tool: PATH, then /usr/sbin and /usr/bin (haproxy lives in /usr/sbin).
 std::string find_tool(const std::string& name) {
-  Run r = run("command -v " + name);
+  Shell r = run("command -v " + name);
   if (r.status == 0 && !r.out.empty()) return r.out.substr(0, r.out.find('\n'));
   for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/usr/local/bin/", "/usr/local/sbin/"})
     if (access((std::string(dir) + name).c_str(), X_OK) == 0) return std::string(dir) + name;
@@ -189,9 +189,9 @@ TEST(Load, LoadgenAgainstOneServer) {
   ASSERT_FALSE(url.empty()) << "the server did not print 'listening on http://...':\n" << srv.log();
 
   const fs::path json = dir / "load.json";
-  Run w = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " wait " + url + " --timeout 60");
+  Shell w = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " wait " + url + " --timeout 60");
   ASSERT_EQ(w.status, 0) << w.out << srv.log();
-  Run r = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " --url " + url + " --file " + quote(kJfk) +
+  Shell r = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " --url " + url + " --file " + quote(kJfk) +
               " --concurrency 2 --duration 10 --timeout 60 --response-format verbose_json --server-pid " +
               std::to_string(srv.pid()) + " --json " + quote(json.string()));
   EXPECT_EQ(r.status, 0) << r.out;
@@ -243,7 +243,7 @@ TEST(Load, ScaleOutThroughHaproxy) {
   const fs::path dir = temp_dir("scale-out");
   ASSERT_FALSE(dir.empty());
   const fs::path json = dir / "summary.json";
-  Run r = run("bash " + quote((root / "bench/scale_out.sh").string()) + " --bin " + quote(AMA_CLI_PATH) +
+  Shell r = run("bash " + quote((root / "bench/scale_out.sh").string()) + " --bin " + quote(AMA_CLI_PATH) +
               " --haproxy " + quote(haproxy) + " --model " + quote(kMicroModel) + " --file " + quote(kJfk) +
               " --duration 20 --clients 4 --term-after 8 --work " + quote((dir / "work").string()) + " --json " +
               quote(json.string()));
@@ -283,10 +283,10 @@ TEST(Load, DeployFilesLint) {
   const std::string rules =
       "{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
       "comments: {min-spaces-from-content: 1}}}";
-  Run y = run(yamllint + " -f parsable -s -d " + quote(rules) + " " + quote((root / "deploy/k8s").string()));
+  Shell y = run(yamllint + " -f parsable -s -d " + quote(rules) + " " + quote((root / "deploy/k8s").string()));
   EXPECT_EQ(y.status, 0) << "yamllint:\n" << y.out;
 
-  Run h = run("AMA_LB_BIND=127.0.0.1:18080 AMA_STATS_BIND=127.0.0.1:18404 AMA_REPLICA_1=127.0.0.1:18081 "
+  Shell h = run("AMA_LB_BIND=127.0.0.1:18080 AMA_STATS_BIND=127.0.0.1:18404 AMA_REPLICA_1=127.0.0.1:18081 "
               "AMA_REPLICA_2=127.0.0.1:18082 " +
               haproxy + " -c -f " + quote((root / "deploy/haproxy.cfg").string()));
   EXPECT_EQ(h.status, 0) << "haproxy -c:\n" << h.out;
