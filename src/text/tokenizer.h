@@ -64,8 +64,11 @@ class Tokenizer {
   // U+FFFD, like Python's bytes.decode("utf-8", errors="replace").
   std::string decode(const std::vector<int>& ids) const;
 
-  // Byte-level BPE with tiktoken semantics (GPT-2 pre-split pattern). Never
-  // produces special tokens.
+  // Byte-level BPE with tiktoken semantics: the GPT-2 pre-split pattern
+  // (split_gpt2 in text/tiktoken.h, Unicode 16.0 classes), then per piece
+  // the lowest-ranked adjacent pair merged first, the leftmost on ties.
+  // With a .tiktoken vocab the ids equal tiktoken's encode_ordinary. Never
+  // produces special tokens ("<|endoftext|>" in the text is plain text).
   std::vector<int> encode(std::string_view utf8) const;
   // The byte-pair merges alone: `bytes` (valid UTF-8 or not) as one piece,
   // without the pre-split, as encode() treats each piece: a piece that is
