@@ -40,5 +40,6 @@ Command add_info_command(CLI::App& root);
 Command add_kernels_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_vad_command(CLI::App& root);
+Command add_serve_command(CLI::App& root);
 
 }  // namespace ama::cli
