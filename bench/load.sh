@@ -106,6 +106,8 @@ run_cell() {  # run_cell NAME CLIENTS DURATION CLIP_TAG CLIP_FILE MAX_BATCH_TAG
   local fargs=()
   for f in $files; do fargs+=(--file "$f"); done
   echo "== $name: $c clients x ${d} s, $tag clip, max-batch $mb" >&2
+  # Start from an idle server: requests given up in the previous cell are being cancelled.
+  python3 bench/loadgen.py wait "$url" --idle --timeout 120 --pid "$server_pid" || true
   python3 bench/loadgen.py --url "$url" "${fargs[@]}" --concurrency "$c" --duration "$d" \
     --max-drain "$max_drain" --server-pid "$server_pid" --tag "clip=$tag" --tag "max_batch=$mb" \
     --json "$out/$name.json" >&2 || true

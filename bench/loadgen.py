@@ -533,9 +533,16 @@ def wait_main(argv):
     ap.add_argument("url")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--pid", type=int, default=None)
+    ap.add_argument("--idle", action="store_true",
+                    help="also wait until /metrics shows an empty queue (amanuensis_queue_depth 0)")
     args = ap.parse_args(argv)
     u = urllib.parse.urlsplit(args.url.rstrip("/") + "/health")
     end = time.monotonic() + args.timeout
+    while time.monotonic() < end and args.idle:
+        m = scrape(args.url.rstrip("/") + "/metrics")
+        if m is None or first_metric(m, QUEUE_NAMES) in (None, 0.0):
+            break
+        time.sleep(0.5)
     while time.monotonic() < end:
         if args.pid is not None and not os.path.exists("/proc/%d" % args.pid):
             print("wait: process %d exited" % args.pid, file=sys.stderr)

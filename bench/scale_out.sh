@@ -14,9 +14,11 @@
 #     --clients N       concurrent clients (default 4)
 #     --term-after S    SIGTERM replica 2 this long into the run (default: duration / 2)
 #     --file PATH       audio (default ../shared/audio/jfk.wav)
+#     --temperature T   the requests' temperature (default 1: one sampling pass per window; a
+#                       random-weight test model at 0 falls back through every temperature)
 #     --json PATH       summary as JSON
 #     --work DIR        logs, generated files (default: a temp dir, kept on failure)
-# Extra serve args default to: --beam-size 1 -t 1
+# Extra serve args default to: --beam-size 1 --best-of 1 -t 1
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -30,7 +32,8 @@ term_after=""
 file="$root/../shared/audio/jfk.wav"
 json_out=""
 work=""
-extra=(--beam-size 1 -t 1)
+temperature=1
+extra=(--beam-size 1 --best-of 1 -t 1)
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --term-after) term_after="$2"; shift 2 ;;
     --file) file="$2"; shift 2 ;;
     --json) json_out="$2"; shift 2 ;;
+    --temperature) temperature="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -125,7 +129,7 @@ done
 [ "$both_up" = 1 ] || { curl -sS "$stats" >&2; fail "replicas not UP in haproxy after 20 s"; }
 
 python3 bench/loadgen.py --url "$lb" --file "$file" --concurrency "$clients" --duration "$duration" \
-  --timeout 60 --no-metrics --server-pid "${rep_pid[1]}" --server-pid "${rep_pid[2]}" \
+  --temperature "$temperature" --timeout 60 --no-metrics --server-pid "${rep_pid[1]}" --server-pid "${rep_pid[2]}" \
   --label scale-out --json "$work/load.json" >"$work/load.txt" 2>&1 &
 load_pid=$!
 pids+=($load_pid)

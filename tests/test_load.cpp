@@ -182,7 +182,7 @@ TEST(Load, LoadgenAgainstOneServer) {
   const fs::path root = source_root();
   const fs::path dir = temp_dir("loadgen");
   ASSERT_FALSE(dir.empty());
-  Server srv({"serve", "-m", kMicroModel, "--host", "127.0.0.1", "--port", "0", "--beam-size", "1", "-t", "1",
+  Server srv({"serve", "-m", kMicroModel, "--host", "127.0.0.1", "--port", "0", "--beam-size", "1", "--best-of", "1", "-t", "1",
               "--max-queue", "16"},
              dir / "server.log");
   const std::string url = srv.wait_url(60);
@@ -192,7 +192,7 @@ TEST(Load, LoadgenAgainstOneServer) {
   Shell w = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " wait " + url + " --timeout 60");
   ASSERT_EQ(w.status, 0) << w.out << srv.log();
   Shell r = run(python3 + " " + quote((root / "bench/loadgen.py").string()) + " --url " + url + " --file " + quote(kJfk) +
-              " --concurrency 2 --duration 10 --timeout 60 --response-format verbose_json --server-pid " +
+              " --concurrency 2 --duration 10 --timeout 60 --temperature 1 --response-format verbose_json --server-pid " +
               std::to_string(srv.pid()) + " --json " + quote(json.string()));
   EXPECT_EQ(r.status, 0) << r.out;
   std::printf("%s", r.out.c_str());
