@@ -16,6 +16,10 @@
 #   --max-drain S       after a cell's deadline, give up on requests still in flight after S
 #                       seconds (reported as "unfinished"; default: the cell duration)
 #   --soak              one 600 s run (--soak-duration S) at 50 clients, with the RSS curve
+#   --temperature T     the requests' temperature (default 1; env LOAD_TEMPERATURE). A random-weight
+#                       model at 0 falls back through all six temperatures, which a real model
+#                       rarely does; 1 is one pass of --best-of (5) samples per window, the same
+#                       number of sequences as beam search at 0. Use 0 with real weights.
 #   --threads N         server threads (default: the server's default)
 #   --bin PATH          the amanuensis binary (default build-load/amanuensis, else build/amanuensis)
 #   --out DIR           JSON results and server logs (default out/load/<timestamp>)
@@ -30,6 +34,7 @@ clients="${LOAD_CLIENTS:-1 4 16 50}"
 clips="${LOAD_CLIPS:-short long}"
 batches="${LOAD_MAX_BATCH:-default 1}"
 max_drain=""
+temperature="${LOAD_TEMPERATURE:-1}"
 soak=0
 soak_duration=600
 threads=""
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
     --clips) clips="$2"; shift 2 ;;
     --max-batch) batches="$2"; shift 2 ;;
     --max-drain) max_drain="$2"; shift 2 ;;
+    --temperature) temperature="$2"; shift 2 ;;
     --soak) soak=1; shift ;;
     --soak-duration) soak_duration="$2"; shift 2 ;;
     --threads|-t) threads="$2"; shift 2 ;;
@@ -109,7 +115,7 @@ run_cell() {  # run_cell NAME CLIENTS DURATION CLIP_TAG CLIP_FILE MAX_BATCH_TAG
   # Start from an idle server: requests given up in the previous cell are being cancelled.
   python3 bench/loadgen.py wait "$url" --idle --timeout 120 --pid "$server_pid" || true
   python3 bench/loadgen.py --url "$url" "${fargs[@]}" --concurrency "$c" --duration "$d" \
-    --max-drain "$max_drain" --server-pid "$server_pid" --tag "clip=$tag" --tag "max_batch=$mb" \
+    --max-drain "$max_drain" --temperature "$temperature" --server-pid "$server_pid" --tag "clip=$tag" --tag "max_batch=$mb" \
     --json "$out/$name.json" >&2 || true
 }
 
@@ -145,6 +151,6 @@ else
 fi
 
 echo
-echo "amanuensis serve load: model $(basename "$model"), $(nproc) cores, ${duration} s per cell$([ "$soak" = 1 ] && echo " (soak: ${soak_duration} s)"); results in $out"
+echo "amanuensis serve load: model $(basename "$model"), $(nproc) cores, temperature $temperature, ${duration} s per cell$([ "$soak" = 1 ] && echo " (soak: ${soak_duration} s)"); results in $out"
 echo
 python3 bench/loadgen.py table "${jsons[@]}"

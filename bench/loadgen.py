@@ -540,7 +540,8 @@ def wait_main(argv):
     end = time.monotonic() + args.timeout
     while time.monotonic() < end and args.idle:
         m = scrape(args.url.rstrip("/") + "/metrics")
-        if m is None or first_metric(m, QUEUE_NAMES) in (None, 0.0):
+        depth = first_metric(m, QUEUE_NAMES) if m else None
+        if depth is None or depth <= 0:
             break
         time.sleep(0.5)
     while time.monotonic() < end:
