@@ -410,6 +410,8 @@ void Scheduler::worker() {
         continue;
       }
       if (job->emitted == job->audio.chunks.size()) {
+        // The rest after the last chunk is silence: the whole file is done.
+        if (job->events.on_progress) job->events.on_progress(job->res.transcript.duration, job->res.transcript.duration);
         std::lock_guard<std::mutex> lock(mu_);
         job->finished = true;
         wake_.notify_all();
