@@ -74,10 +74,10 @@ std::string ensure_node_modules(const fs::path& dir) {
   return {};
 }
 
-// `amanuensis serve` on a free port, stopped by SIGTERM.
+// `amanuensis serve --api-key KEY` on a free port, stopped by SIGTERM.
 class Server {
  public:
-  Server(const std::string& model, const fs::path& log_dir) {
+  Server(const std::string& model, const std::string& api_key, const fs::path& log_dir) {
     fs::create_directories(log_dir);
     out_ = log_dir / ("serve_" + std::to_string(getpid()) + ".out");
     err_ = log_dir / ("serve_" + std::to_string(getpid()) + ".err");
@@ -86,7 +86,7 @@ class Server {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> args = {AMA_CLI_PATH, "serve", "-m", model, "--port", "0"};
+    std::vector<std::string> args = {AMA_CLI_PATH, "serve", "-m", model, "--port", "0", "--api-key", api_key};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -159,7 +159,8 @@ class Server {
 fs::path artifact_dir() { return fs::path(AMA_CLI_PATH).parent_path() / "client-artifacts"; }
 
 // Starts a server, runs `node --test FILE` in tests/clients against it, stops the server.
-void run_node_test(const std::string& file) {
+// The server requires `api_key` (the client must send it as a bearer token).
+void run_node_test(const std::string& file, const std::string& api_key) {
   const fs::path dir = clients_dir();
   const std::string not_ready = ensure_node_modules(dir);
   ASSERT_TRUE(not_ready.empty()) << not_ready;
@@ -168,10 +169,10 @@ void run_node_test(const std::string& file) {
   ASSERT_TRUE(fs::exists(model)) << "no test model at " << model;
   ASSERT_TRUE(fs::exists(audio)) << "no test audio at " << audio;
 
-  Server server(model, artifact_dir());
+  Server server(model, api_key, artifact_dir());
   ASSERT_TRUE(server.problem().empty()) << server.problem() << "\n" << server.logs();
   const std::string cmd = "cd " + quoted(dir.string()) + " && AMA_SERVER_URL=" + quoted(server.url()) +
-                          " AMA_AUDIO=" + quoted(audio) + " AMA_ARTIFACT_DIR=" + quoted(artifact_dir().string()) +
+                          " AMA_API_KEY=" + quoted(api_key) + " AMA_AUDIO=" + quoted(audio) + " AMA_ARTIFACT_DIR=" + quoted(artifact_dir().string()) +
                           " timeout 600 node --test --test-reporter=spec " + quoted(file) + " 2>&1";
   const auto r = run_command(cmd);
   const std::string stopped = server.stop();
@@ -187,7 +188,7 @@ void run_node_test(const std::string& file) {
         std::printf("%s\n", r.out.substr(at, r.out.find('\n', at) - at).c_str());
 }
 
-TEST(Clients, OpenAiNodeSdk) { run_node_test("openai_sdk.test.mjs"); }
+TEST(Clients, OpenAiNodeSdk) { run_node_test("openai_sdk.test.mjs", "test"); }
 
 TEST(Clients, WebPageInHeadlessChromium) {
   const char* env = std::getenv("CHROMIUM");
@@ -195,7 +196,7 @@ TEST(Clients, WebPageInHeadlessChromium) {
   ASSERT_TRUE(fs::exists(chromium)) << "no Chromium at " << chromium
                                     << ": the web page test needs Debian's chromium (apt-get install chromium, "
                                        "scripts/install-deps.sh), or CHROMIUM=/path/to/chromium";
-  run_node_test("web_page.test.mjs");
+  run_node_test("web_page.test.mjs", "test-key-123");
 }
 
 }  // namespace

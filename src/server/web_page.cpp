@@ -188,6 +188,10 @@ function errorText(status, body) {
 async function loadModels() {
   try {
     const r = await fetch('/v1/models', { headers: authHeaders() });
+    if (r.status === 401 && document.body.dataset.state === 'idle') {
+      statusEl.textContent = apiKey.value.trim() ? 'The server does not accept this API key.'
+                                                 : 'This server needs an API key: enter it above.';
+    }
     if (!r.ok) return;
     const j = await r.json();
     const ids = (j.data || []).map((m) => m.id).filter((id) => typeof id === 'string');
@@ -364,7 +368,7 @@ function start() {
     const type = ev.type || name;
     if (type === 'transcript.text.delta') {
       const s = ev.segment || ev;
-      const seg = { text: String(ev.delta ?? s.text ?? ''), start: num(s.start), end: num(s.end) };
+      const seg = { text: String(ev.delta ?? s.text ?? ''), start: num(s.start), end: num(s.end), raw: s };
       segments.push(seg);
       renderSegment(seg);
       if (Number.isFinite(seg.end) && Number.isFinite(duration) && duration > 0) decodeProgress(seg.end / duration);
@@ -400,6 +404,11 @@ function start() {
   });
   // The server streams json or text; the events carry the segments.
   x.send(formFor(request, 'json', true));
+}
+function pick(o, keys) {
+  const out = {};
+  for (const k of keys) if (o && o[k] !== undefined) out[k] = o[k];
+  return out;
 }
 function num(v) { return typeof v === 'number' ? v : (typeof v === 'string' && v !== '' ? Number(v) : undefined); }
 
@@ -471,9 +480,10 @@ function download(kind) {
     if (haveTimes) save(subtitles(kind), kind, kind === 'srt' ? 'application/x-subrip' : 'text/vtt');
     else fromServer(kind, kind, kind === 'srt' ? 'application/x-subrip' : 'text/vtt');
   } else if (kind === 'json') {
-    if (haveTimes && !request.words) save(JSON.stringify(result.raw.segments ? result.raw : {
+    if (haveTimes && !request.words) save(JSON.stringify(Array.isArray(result.raw.segments) ? result.raw : {
       task: result.task, language: result.language, duration: result.duration, text: result.text,
-      segments: result.segments.map((s, i) => ({ id: i, start: s.start, end: s.end, text: s.text })) }, null, 2) + '\n',
+      segments: result.segments.map((s, i) => ({ id: i, start: s.start, end: s.end, text: s.text,
+        ...pick(s.raw, ['avg_logprob', 'compression_ratio', 'no_speech_prob', 'temperature']) })) }, null, 2) + '\n',
       'json', 'application/json');
     else fromServer('verbose_json', 'json', 'application/json');
   }

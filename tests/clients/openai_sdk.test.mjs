@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import OpenAI from 'openai';
 import { serverUrl, audioPath, audioSeconds, parseSrt, parseVtt } from './common.mjs';
 
-const client = new OpenAI({ baseURL: serverUrl + '/v1', apiKey: 'test', maxRetries: 0, timeout: 300_000 });
+// The server runs with --api-key test (tests/test_clients.cpp).
+const apiKey = process.env.AMA_API_KEY || 'test';
+const client = new OpenAI({ baseURL: serverUrl + '/v1', apiKey, maxRetries: 0, timeout: 300_000 });
 const audio = () => fs.createReadStream(audioPath);
 const model = 'whisper-1';
 const eps = 0.02;  // times are rounded to milliseconds
@@ -169,4 +171,14 @@ test('errors come back as OpenAI API errors', async () => {
       assert.match(e.error?.message ?? '', /response_format|xml/i);
       return true;
     });
+});
+
+test('a wrong API key is an AuthenticationError (401)', async () => {
+  const wrong = new OpenAI({ baseURL: serverUrl + '/v1', apiKey: apiKey + '-wrong', maxRetries: 0 });
+  await assert.rejects(wrong.models.list(), (e) => {
+    assert.ok(e instanceof OpenAI.AuthenticationError, `not an AuthenticationError: ${e} (status ${e.status})`);
+    assert.equal(typeof e.error?.message, 'string');
+    return true;
+  });
+  await assert.rejects(wrong.audio.transcriptions.create({ file: audio(), model }), OpenAI.AuthenticationError);
 });

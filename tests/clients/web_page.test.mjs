@@ -11,6 +11,9 @@ import puppeteer from 'puppeteer-core';
 import { serverUrl, audioPath, audioSeconds, artifactDir, parseSrt, parseVtt } from './common.mjs';
 
 const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
+// The server runs with --api-key AMA_API_KEY (tests/test_clients.cpp); the page must send it.
+const apiKey = process.env.AMA_API_KEY || 'test-key-123';
+const auth = { Authorization: 'Bearer ' + apiKey };
 const downloads = path.join(artifactDir, 'downloads');
 let browser;
 
@@ -36,7 +39,11 @@ async function openPage() {
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
+  // Script errors only: Chromium also logs every HTTP error status ("Failed to load resource"),
+  // such as the 401 of /v1/models before the API key is entered.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push('console error: ' + m.text());
+  });
   page.on('request', (r) => {
     const u = r.url();
     if (!u.startsWith(serverUrl + '/') && !u.startsWith('blob:') && !u.startsWith('data:')) problems.push('external request: ' + u);
@@ -95,9 +102,9 @@ test('the page is one self-contained, labelled document', async () => {
 test('upload jfk.wav, see the streamed transcript, download srt/vtt/txt/json, screenshot', async () => {
   const { page, problems } = await openPage();
   // The API key is kept in localStorage and sent as a bearer token.
-  await page.type('#api-key', 'test-key-123');
+  await page.type('#api-key', apiKey);
   await page.reload({ waitUntil: 'load' });
-  assert.equal(await page.$eval('#api-key', (e) => e.value), 'test-key-123', 'the API key did not survive a reload');
+  assert.equal(await page.$eval('#api-key', (e) => e.value), apiKey, 'the API key did not survive a reload');
   const posts = [];
   page.on('request', (r) => { if (r.method() === 'POST') posts.push({ url: r.url(), headers: r.headers(), body: r.postData() }); });
   const responses = [];
@@ -114,7 +121,7 @@ test('upload jfk.wav, see the streamed transcript, download srt/vtt/txt/json, sc
 
   assert.equal(posts.length, 1, 'one POST');
   assert.equal(new URL(posts[0].url).pathname, '/v1/audio/transcriptions');
-  assert.equal(posts[0].headers.authorization, 'Bearer test-key-123', 'Authorization header');
+  assert.equal(posts[0].headers.authorization, 'Bearer ' + apiKey, 'Authorization header');
   assert.equal(responses[0].status, 200);
   assert.match(responses[0].type || '', /^text\/event-stream/, 'the page asked for a stream (stream=true)');
 
@@ -174,12 +181,16 @@ test('a server error is shown with its message', async () => {
   const form = new FormData();
   form.append('file', new Blob(['this is not audio']), 'notes.wav');
   form.append('model', 'whisper-1');
-  const direct = await fetch(serverUrl + '/v1/audio/transcriptions', { method: 'POST', body: form });
+  const direct = await fetch(serverUrl + '/v1/audio/transcriptions', { method: 'POST', body: form, headers: auth });
   assert.ok(direct.status >= 400 && direct.status < 500, `status ${direct.status} for a non-audio file`);
   const message = (await direct.json()).error.message;
   assert.equal(typeof message, 'string');
+  // The server names its temporary upload file, which differs per request.
+  const same = (t) => t.replace(/amanuensis-upload-[A-Za-z0-9]+/g, 'amanuensis-upload-X');
 
   const { page } = await openPage();
+  await page.evaluate((k) => localStorage.setItem('amanuensis.apiKey', k), apiKey);
+  await page.reload({ waitUntil: 'load' });
   const notAudio = path.join(artifactDir, 'notes.wav');
   fs.writeFileSync(notAudio, 'this is not audio');
   await (await page.$('#file')).uploadFile(notAudio);
@@ -188,10 +199,22 @@ test('a server error is shown with its message', async () => {
   const shown = await page.$eval('#error', (e) => ({ hidden: e.hidden, text: e.textContent, role: e.getAttribute('role') }));
   assert.equal(shown.hidden, false, 'the error is hidden');
   assert.equal(shown.role, 'alert');
-  assert.ok(shown.text.includes(message), `the page shows ${JSON.stringify(shown.text)}, the server said ${JSON.stringify(message)}`);
+  assert.ok(same(shown.text).includes(same(message)), `the page shows ${JSON.stringify(shown.text)}, the server said ${JSON.stringify(message)}`);
   assert.match(shown.text, new RegExp('HTTP ' + direct.status));
   // The downloads stay off when there is no transcript.
   assert.equal(await page.$eval('#dl-srt', (b) => b.disabled), true);
   await page.screenshot({ path: path.join(artifactDir, 'web_page_error.png') });
+  await page.close();
+});
+
+test('a wrong API key is shown as the server\'s 401 message', async () => {
+  const { page } = await openPage();
+  await page.evaluate(() => localStorage.setItem('amanuensis.apiKey', 'wrong-key'));
+  await page.reload({ waitUntil: 'load' });
+  await (await page.$('#file')).uploadFile(audioPath);
+  await page.click('#start');
+  assert.equal(await finished(page, 60_000), 'error');
+  const text = await page.$eval('#error', (e) => e.textContent);
+  assert.match(text, /^HTTP 401: \S/, `the page shows ${JSON.stringify(text)}`);
   await page.close();
 });
