@@ -933,7 +933,7 @@ TEST(ModelErrors, CliTranscribeArgumentErrors) {
   EXPECT_TRUE(CliFails("transcribe -m " + m + " " + a + " --threads=100000", {"--threads 100000 is out of range"}));
   EXPECT_TRUE(CliFails("transcribe -m " + m + " " + a + " --task bogus", {"--task must be transcribe or translate"}));
   EXPECT_TRUE(CliFails("transcribe -m " + m + " " + a + " -o " + quote(tmp("cli_out")) + " -f txt,bogus",
-                       {"unknown format 'bogus'"}));
+                       {"unknown output format 'bogus'"}));
   EXPECT_TRUE(CliFails("transcribe -m " + m + " " + a + " -f srt", {"--format needs -o PATH"}));
   EXPECT_TRUE(CliFails("transcribe -m " + m + " " + a + " --compute f64", {"unknown compute type 'f64'"}));
   const std::string no_audio = tmp("no_such_audio.wav");
