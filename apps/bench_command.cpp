@@ -98,6 +98,14 @@ Result<std::string> run_model_bench(std::shared_ptr<const WhisperModel> model, B
   }
   const double prompt_ms = (now_ms() - t0) / (16 * 256);
 
+  // A beam fork: copying a sequence's KV cache at 128 positions (what
+  // DecoderStage::fork does for each extra child of a beam).
+  KvCache child = decoder.new_cache();
+  cache.n_past = 128;
+  t0 = now_ms();
+  for (int r = 0; r < 64; ++r) decoder.copy_cache(cache, child);
+  const double fork_ms = (now_ms() - t0) / 64;
+
   nlohmann::json j;
   j["model"] = model->path;
   j["arch"] = arch_name(hp);
@@ -112,14 +120,16 @@ Result<std::string> run_model_bench(std::shared_ptr<const WhisperModel> model, B
   j["decode_batch5_ms_per_token"] = batch5_ms;
   j["decode_batch16_ms_per_token"] = batch16_ms;
   j["prompt_ms_per_token"] = prompt_ms;
+  j["fork_128_ms"] = fork_ms;
   if (o.json) return j.dump() + "\n";
   char buf[1024];  // the backend description alone is ~300 characters
   std::snprintf(buf, sizeof buf,
                 "model %s (%s), %s\nencode      %9.1f ms (median of %d)\ncross k/v   %9.1f ms\n"
                 "decode      %9.2f ms/token (batch 1, 256 steps)\ndecode x5   %9.2f ms/token (64 steps of 5)\n"
-                "decode x16  %9.2f ms/token (64 steps of 16)\nprompt      %9.3f ms/token (16 x 256)\n",
+                "decode x16  %9.2f ms/token (64 steps of 16)\nprompt      %9.3f ms/token (16 x 256)\n"
+                "fork        %9.3f ms (KV copy at 128 positions)\n",
                 model->path.c_str(), arch_name(hp).c_str(), backend.describe().c_str(), median(enc_ms), o.encode_runs,
-                cross_ms, decode_ms, batch5_ms, batch16_ms, prompt_ms);
+                cross_ms, decode_ms, batch5_ms, batch16_ms, prompt_ms, fork_ms);
   return std::string(buf);
 }
 
