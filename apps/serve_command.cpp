@@ -56,7 +56,12 @@ Command add_serve_command(CLI::App& root) {
   sub->add_option("--vad-model", o->vad_model, "Silero VAD safetensors (default: the shared one)");
   sub->add_option("--beam-size", o->beam_size, "beams at temperature 0 (5; 1 is greedy)");
   sub->add_option("--best-of", o->best_of, "samples at temperatures above 0 (5)");
-  return {sub, [o] { return run_serve(*o); }};
+  auto no_fallback = std::make_shared<bool>(false);
+  sub->add_flag("--no-fallback", *no_fallback, "decode at the request's temperature only (no fallback schedule)");
+  return {sub, [o, no_fallback] {
+            o->temperature_fallback = !*no_fallback;
+            return run_serve(*o);
+          }};
 }
 
 }  // namespace ama::cli

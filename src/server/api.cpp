@@ -70,9 +70,9 @@ std::vector<float> temperature_schedule(float t) {
   return out;
 }
 
-DecodingOptions request_decoding(const AudioRequest& r, const DecodingOptions& defaults) {
+DecodingOptions request_decoding(const AudioRequest& r, const DecodingOptions& defaults, bool fallback) {
   DecodingOptions d = defaults;
-  d.temperatures = temperature_schedule(r.temperature);
+  d.temperatures = fallback ? temperature_schedule(r.temperature) : std::vector<float>{r.temperature};
   return d;
 }
 

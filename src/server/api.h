@@ -59,8 +59,9 @@ ParseResult parse_audio_request(Endpoint endpoint, const FormFields& fields, boo
 std::vector<float> temperature_schedule(float t);
 
 // The decoding options of a request: the server's defaults (beam size,
-// best_of, thresholds) with the request's temperature schedule.
-DecodingOptions request_decoding(const AudioRequest& r, const DecodingOptions& defaults);
+// best_of, thresholds) with the request's temperature schedule (without
+// `fallback`: the request's temperature alone).
+DecodingOptions request_decoding(const AudioRequest& r, const DecodingOptions& defaults, bool fallback = true);
 
 // The bearer token of an Authorization header ("Bearer KEY"), or nullopt.
 std::optional<std::string> bearer_token(std::string_view authorization);

@@ -140,7 +140,7 @@ class Server {
   std::shared_ptr<Slot> admit() {
     int n = in_flight_.load();
     while (n < opt_.max_queue)
-      if (in_flight_.compare_exchange_weak(n, n + 1)) return std::make_shared<Slot>(Slot{this});
+      if (in_flight_.compare_exchange_weak(n, n + 1)) return std::shared_ptr<Slot>(new Slot{this});
     return nullptr;
   }
   void install_routes();
@@ -246,6 +246,13 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   const auto deadline = deadline_from(start);
   RequestTiming timing;
   timing.model = model_id();
+  // httplib parses multipart bodies itself when the Content-Type says so;
+  // ours streams the file to disk with our limits, so hide the type from it.
+  // (The Request is httplib's own non-const object, handed over as const.)
+  const std::string content_type = req.get_header_value("Content-Type");
+  auto& mutable_req = const_cast<httplib::Request&>(req);
+  mutable_req.headers.erase("Content-Type");
+  mutable_req.set_header("Content-Type", "application/octet-stream");
   // Early answers read (and drop) the body so that the connection stays usable.
   auto drain = [&] { reader([](const char*, size_t) { return true; }); };
   auto finish_error = [&](const ApiError& e) {
@@ -264,11 +271,11 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
     e.message = stopping_ ? "The server is shutting down" : "The model is still loading; retry shortly";
     return finish_error(e);
   }
-  auto boundary = multipart_boundary(req.get_header_value("Content-Type"));
+  auto boundary = multipart_boundary(content_type);
   if (!boundary) {
     drain();
     return finish_error(bad_request("The request must be multipart/form-data with a boundary (Content-Type: " +
-                                    req.get_header_value("Content-Type").substr(0, 100) + ")"));
+                                    content_type.substr(0, 100) + ")"));
   }
   auto slot = admit();
   if (!slot) {
@@ -281,13 +288,6 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
                 "); retry later";
     return finish_error(e);
   }
-
-  // httplib parses multipart bodies itself when the Content-Type says so;
-  // ours streams the file to disk with our limits, so hide the type from it.
-  // (The Request is httplib's own non-const object, handed over as const.)
-  auto& mutable_req = const_cast<httplib::Request&>(req);
-  mutable_req.headers.erase("Content-Type");
-  mutable_req.set_header("Content-Type", "application/octet-stream");
 
   const size_t max_file = static_cast<size_t>(opt_.max_upload_mb * 1024 * 1024);
   TempFile file;
@@ -367,7 +367,7 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   o.task = ep == Endpoint::translations ? Task::translate : Task::transcribe;
   o.word_timestamps = r.word_timestamps;
   o.initial_prompt = r.prompt;
-  o.decoding = request_decoding(r, defaults_);
+  o.decoding = request_decoding(r, defaults_, opt_.temperature_fallback);
   if (auto lang = requested_language_token(engine_->model().tokenizer, o.language, o.task); !lang)
     return finish_error(bad_request(lang.message(), "language", "unsupported_language"));
   if (Status s = check_options(engine_->model(), o); !s) return finish_error(bad_request(s.message()));

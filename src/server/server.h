@@ -34,6 +34,7 @@ struct ServerOptions {
   std::string compute = "auto";
   int beam_size = 5;
   int best_of = 5;
+  bool temperature_fallback = true;  // false: each request's temperature alone
 };
 
 // Runs until SIGTERM or SIGINT (then drains) or a fatal error. Prints
