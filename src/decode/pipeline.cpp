@@ -7,19 +7,11 @@
 
 #include "audio/audio_source.h"
 #include "audio/mel.h"
+#include "core/clock.h"
 #include "decode/scheduler.h"
 #include "engine/engine.h"
 
 namespace ama {
-
-namespace {
-
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 SampleSpool::~SampleSpool() {
   if (f_) std::fclose(f_);
@@ -131,11 +123,7 @@ Status check_options(const WhisperModel& model, const PipelineOptions& o) {
     return make_error("tokens per window must be in [0, " + std::to_string(model.hp.n_text_ctx / 2) + "]");
   auto requested = requested_language_token(tok, o.language, o.task);
   if (!requested) return requested.error();
-  LogitRuleOptions ro;
-  ro.timestamps = o.timestamps;
-  ro.suppress_tokens = o.suppress_tokens;
-  ro.max_initial_timestamp = o.max_initial_timestamp;
-  auto rules = make_logit_rules(tok, ro);
+  auto rules = logit_rules_for(tok, o);
   if (!rules) return rules.error();
   if (o.hallucination_silence_threshold && !(*o.hallucination_silence_threshold > 0))
     return make_error("the hallucination silence threshold must be > 0 seconds");
@@ -151,20 +139,20 @@ Result<PreparedAudio> prepare_audio(const SileroVad& vad, const std::string& pat
   VadStream vs = vad.stream();
   std::vector<float> probs, block(1 << 16);
   for (;;) {
-    double t0 = now_s();
+    double t0 = now_seconds();
     auto n = (*src)->read(block.data(), block.size());
-    out.times.decode_audio += now_s() - t0;
+    out.times.decode_audio += now_seconds() - t0;
     if (!n) return n.error();
     if (*n == 0) break;
     AMA_TRY(spool->write(block.data(), *n));
-    t0 = now_s();
+    t0 = now_seconds();
     vs.push(block.data(), *n, probs);
-    out.times.vad += now_s() - t0;
+    out.times.vad += now_seconds() - t0;
   }
   {
-    const double t0 = now_s();
+    const double t0 = now_seconds();
     vs.finish(probs);
-    out.times.vad += now_s() - t0;
+    out.times.vad += now_seconds() - t0;
   }
   AMA_TRY(spool->flush());
   if (spool->size() == 0) return make_error((*src)->name() + ": no audio samples");

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "audio/mel.h"
+#include "core/clock.h"
 #include "decode/fallback.h"
 #include "decode/hallucination.h"
 #include "decode/language_detect.h"
@@ -13,15 +14,6 @@
 #include "engine/engine.h"
 
 namespace ama {
-
-namespace {
-
-double now_s() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 // One file being decoded. Set up by run(); afterwards only the worker
 // touches it, except `finished` and `error`, which are guarded by mu_.
@@ -108,11 +100,7 @@ Result<PipelineResult> Scheduler::run(PreparedAudio audio, const PipelineOptions
   Transcript& out = res.transcript;
   if (!tok.multilingual()) out.language = "en";
   else if (job->language_token >= 0) out.language = tok.language_code(job->language_token);
-  LogitRuleOptions ro;
-  ro.timestamps = o.timestamps;
-  ro.suppress_tokens = o.suppress_tokens;
-  ro.max_initial_timestamp = o.max_initial_timestamp;
-  auto rules = make_logit_rules(tok, ro);
+  auto rules = logit_rules_for(tok, o);
   if (!rules) return rules.error();
   job->rules = std::move(*rules);
   job->req.task = o.task;
@@ -177,7 +165,7 @@ void Scheduler::worker() {
       std::vector<Segment> segs;
       if (!w.no_speech) segs = chunk_segments(tok, w, c, job.opt.timestamps);
       if (job.opt.word_timestamps && !segs.empty()) {
-        const double t0 = now_s();
+        const double t0 = now_seconds();
         const double before = job.last_speech;
         const int frames = static_cast<int>((c.end - c.start) / kHopLength);
         AMA_TRY(add_word_timestamps(*decoder, it->second.state, tok, job.sot_sequence, out.language, job.heads, frames,
@@ -191,7 +179,7 @@ void Scheduler::worker() {
           if (auto cut = find_hallucination(segs, hw)) segs.resize(*cut);
           job.last_speech = last_word_end(segs).value_or(before);
         }
-        job.res.times.decode += now_s() - t0;
+        job.res.times.decode += now_seconds() - t0;
       }
       for (Segment& s : segs) {
         if (job.events.on_segment) job.events.on_segment(s);
@@ -280,7 +268,7 @@ void Scheduler::worker() {
 
     // 2. Encode the admitted chunks together; detect languages; start windows.
     if (!admitted.empty()) {
-      const double t0 = now_s();
+      const double t0 = now_seconds();
       mels.assign(window * admitted.size(), 0.0f);
       std::vector<std::shared_ptr<Job>> bad;
       std::vector<std::string> bad_message;
@@ -289,9 +277,9 @@ void Scheduler::worker() {
           bad.push_back(admitted[i].first);
           bad_message.push_back(st.message());
         }
-      const double t1 = now_s();
+      const double t1 = now_seconds();
       auto states = encoder->encode(mels.data(), static_cast<int>(admitted.size()), window, kNFramesPerWindow);
-      const double t2 = now_s();
+      const double t2 = now_seconds();
       if (!states) {
         for (auto& [j, c] : admitted) drop_job(j, "encoding failed: " + states.message());
         continue;
@@ -311,7 +299,7 @@ void Scheduler::worker() {
         }
         if (chunk == 0 && job->language_token < 0 && tok.multilingual()) {
           // The language of the first 30 s of speech.
-          const double t3 = now_s();
+          const double t3 = now_seconds();
           auto langs = detect_language(*decoder, (*states)[i], tok);
           if (!langs) {
             drop_job(job, langs.message());
@@ -321,16 +309,11 @@ void Scheduler::worker() {
           out.language = langs->front().code;
           job->language_token = tok.language_token(out.language);
           out.language_probs = top_languages(std::move(*langs), 5);
-          job->res.times.decode += now_s() - t3;
+          job->res.times.decode += now_seconds() - t3;
         }
         if (job->sot_sequence.empty()) {
           job->req.language_token = job->language_token;
-          job->sot_sequence = {tok.special().sot};
-          if (tok.multilingual()) {
-            job->sot_sequence.push_back(job->language_token);
-            job->sot_sequence.push_back(job->opt.task == Task::translate ? tok.special().translate
-                                                                         : tok.special().transcribe);
-          }
+          job->sot_sequence = sot_sequence(tok, job->language_token, job->opt.task);
         }
         WindowRequest r = job->req;
         if (job->opt.forced_tokens_per_30s > 0) {
@@ -350,12 +333,12 @@ void Scheduler::worker() {
         active.push_back(Slot{job, chunk, std::move(*w), job->opt.word_timestamps ? (*states)[i] : nullptr});
       }
       std::lock_guard<std::mutex> lock(mu_);
-      stats_.busy_seconds += now_s() - t0;
+      stats_.busy_seconds += now_seconds() - t0;
     }
     if (active.empty()) continue;
 
     // 3. One decoder step for every window in flight.
-    const double t0 = now_s();
+    const double t0 = now_seconds();
     inputs.clear();
     for (Slot& s : active) {
       const size_t before = inputs.size();
@@ -375,7 +358,7 @@ void Scheduler::worker() {
         failed.emplace_back(s.job, st.message());
       row += s.n_inputs;
     }
-    const double step_s = now_s() - t0;
+    const double step_s = now_seconds() - t0;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.windows = static_cast<int>(active.size());

@@ -190,6 +190,16 @@ std::unique_ptr<Strategy> make_strategy(const SearchOptions& o) {
   return std::make_unique<SamplingStrategy>(o.temperature > 0 ? o.best_of : 1, o.temperature, o.seed);
 }
 
+std::vector<int> sot_sequence(const Tokenizer& tok, int language_token, Task task) {
+  const SpecialTokens& s = tok.special();
+  std::vector<int> out{s.sot};
+  if (tok.multilingual()) {
+    out.push_back(language_token);
+    out.push_back(task == Task::translate ? s.translate : s.transcribe);
+  }
+  return out;
+}
+
 WindowPrompt window_prompt(const Tokenizer& tok, const WindowRequest& r, int n_text_ctx) {
   const SpecialTokens& s = tok.special();
   WindowPrompt p;
@@ -200,11 +210,8 @@ WindowPrompt window_prompt(const Tokenizer& tok, const WindowRequest& r, int n_t
     p.tokens.insert(p.tokens.end(), r.prompt.end() - keep, r.prompt.end());
   }
   p.sot_index = static_cast<int>(p.tokens.size());
-  p.tokens.push_back(s.sot);
-  if (tok.multilingual()) {
-    p.tokens.push_back(r.language_token);
-    p.tokens.push_back(r.task == Task::translate ? s.translate : s.transcribe);
-  }
+  const std::vector<int> start = sot_sequence(tok, r.language_token, r.task);
+  p.tokens.insert(p.tokens.end(), start.begin(), start.end());
   if (!r.timestamps) p.tokens.push_back(s.no_timestamps);
   // openai's prefix: after the start sequence, fed but not sampled.
   p.tokens.insert(p.tokens.end(), r.prefix.begin(), r.prefix.end());

@@ -54,6 +54,10 @@ struct WindowPrompt {
 };
 WindowPrompt window_prompt(const Tokenizer& tok, const WindowRequest& r, int n_text_ctx);
 
+// <|startoftranscript|>, and for multilingual models the language and task
+// tokens: openai's sot_sequence.
+std::vector<int> sot_sequence(const Tokenizer& tok, int language_token, Task task);
+
 struct SearchOptions {
   float temperature = 0;      // 0: argmax (greedy) or beam search; > 0: sampling
   int beam_size = 1;          // at temperature 0: > 1 is beam search

@@ -20,6 +20,14 @@ constexpr double kFramesPerSecond = 100;    // mel frames per second
 
 }  // namespace
 
+Result<LogitRules> logit_rules_for(const Tokenizer& tok, const TranscribeOptions& o) {
+  LogitRuleOptions ro;
+  ro.timestamps = o.timestamps;
+  ro.suppress_tokens = o.suppress_tokens;
+  ro.max_initial_timestamp = o.max_initial_timestamp;
+  return make_logit_rules(tok, ro);
+}
+
 std::string trim_whitespace(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
@@ -194,11 +202,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   if (!requested) return requested.error();
   int language_token = *requested;
   if (!tok.multilingual()) out.language = "en";
-  LogitRuleOptions ro;
-  ro.timestamps = o.timestamps;
-  ro.suppress_tokens = o.suppress_tokens;
-  ro.max_initial_timestamp = o.max_initial_timestamp;
-  auto rules = make_logit_rules(tok, ro);
+  auto rules = logit_rules_for(tok, o);
   if (!rules) return rules.error();
 
   // Pass 1: the global max of the log-mel over the whole padded signal.
@@ -233,11 +237,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
   }
 
   // Word alignment: the window's start tokens and the model's heads.
-  std::vector<int> sot_sequence{tok.special().sot};
-  if (tok.multilingual()) {
-    sot_sequence.push_back(language_token);
-    sot_sequence.push_back(o.task == Task::translate ? tok.special().translate : tok.special().transcribe);
-  }
+  const std::vector<int> start_tokens = sot_sequence(tok, language_token, o.task);
   const std::vector<AttentionHead> heads = alignment_heads(model_->hp);
   double last_speech_timestamp = 0;
 
@@ -281,7 +281,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
       const double time_offset = static_cast<double>(previous_seek) * kHopLength / kSampleRate;
       const double window_end_time = static_cast<double>(previous_seek + kNFramesPerWindow) * kHopLength / kSampleRate;
       const double last_speech_before = last_speech_timestamp;
-      AMA_TRY(add_word_timestamps(*decoder_, state_, tok, sot_sequence, out.language, heads, segment_size,
+      AMA_TRY(add_word_timestamps(*decoder_, state_, tok, start_tokens, out.language, heads, segment_size,
                                   ws.segments, last_speech_timestamp));
       const std::optional<double> word_end = last_word_end(ws.segments);
       if (!single_timestamp_ending && word_end && *word_end > time_offset)

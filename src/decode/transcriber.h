@@ -57,6 +57,10 @@ WindowSegments split_window(const Tokenizer& tok, const std::vector<int>& tokens
 // model and the task. Both long-form modes use it.
 Result<int> requested_language_token(const Tokenizer& tok, const std::string& language, Task task);
 
+// The logit rules of the options (timestamps, suppressed tokens, the max
+// initial timestamp).
+Result<LogitRules> logit_rules_for(const Tokenizer& tok, const TranscribeOptions& o);
+
 // s without leading and trailing ASCII whitespace.
 std::string trim_whitespace(const std::string& s);
 
