@@ -293,6 +293,7 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   TempFile file;
   if (!file.create()) return finish_error(internal_error("cannot create a temporary file for the upload"));
   FormFields fields;
+  std::string upload_name = "the upload";
   bool has_file = false, in_file = false, too_big = false, write_failed = false, timed_out = false;
   size_t file_bytes = 0, field_bytes = 0;
   std::optional<ApiError> form_error;
@@ -305,6 +306,7 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
         return false;
       }
       has_file = true;
+      if (p.filename && !p.filename->empty()) upload_name = "'" + p.filename->substr(0, 200) + "'";
     } else {
       fields.emplace_back(p.name, "");
     }
@@ -390,7 +392,12 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   prepare_cv_.notify_one();
   ::close(file.fd);
   file.fd = -1;
-  if (!prepared) return finish_error(bad_request("Invalid audio file: " + prepared.message(), "file", "invalid_audio"));
+  if (!prepared) {
+    // Name the client's file, not our temporary one.
+    std::string why = prepared.message();
+    for (size_t at; (at = why.find(file.path)) != std::string::npos;) why.replace(at, file.path.size(), upload_name);
+    return finish_error(bad_request("Invalid audio file: " + why, "file", "invalid_audio"));
+  }
   timing.audio_s = prepared->duration;
   if (Clock::now() > deadline) {
     metrics_.count_cancelled("timeout");
