@@ -374,11 +374,22 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
     return finish_error(bad_request(lang.message(), "language", "unsupported_language"));
   if (Status s = check_options(engine_->model(), o); !s) return finish_error(bad_request(s.message()));
 
-  // Pass 1 on this thread, a few at a time.
+  // Pass 1 on this thread, a few at a time. While waiting for a turn, a
+  // client that leaves or the deadline ends the request.
+  const int fd = find_connection_fd(req);
   const auto wait_start = Clock::now();
   {
     std::unique_lock<std::mutex> lock(prepare_mu_);
-    prepare_cv_.wait(lock, [&] { return prepare_free_ > 0; });
+    while (!prepare_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return prepare_free_ > 0; })) {
+      const bool gone = client_gone(fd), late = Clock::now() > deadline;
+      if (!gone && !late) continue;
+      lock.unlock();
+      metrics_.count_cancelled(gone ? "disconnect" : "timeout");
+      if (late) return finish_error(timeout_error());
+      log_line("client disconnected while waiting to be prepared");
+      res.status = 499;
+      return;
+    }
     --prepare_free_;
   }
   timing.wait_s = seconds_since(wait_start);
@@ -433,7 +444,6 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   };
 
   if (!r.stream) {
-    const int fd = find_connection_fd(req);
     const WaitEnd end = wait_job(*job, fd, deadline, nullptr);
     if (end == WaitEnd::timeout) return finish_error(timeout_error());
     if (end == WaitEnd::disconnect) {
@@ -456,7 +466,6 @@ void Server::handle_audio(const httplib::Request& req, httplib::Response& res, c
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   for (auto& [k, v] : timing_headers(timing, false)) res.set_header(k, v);
-  const int fd = find_connection_fd(req);
   res.set_chunked_content_provider(
       "text/event-stream",
       [this, job, slot, fd, deadline, timing, finish_timing, ep](size_t, httplib::DataSink& sink) mutable {
