@@ -2,6 +2,7 @@
 // (src/server/server.h). POST /v1/audio/transcriptions and /translations,
 // GET /v1/models, /health, /metrics and the web page at /.
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "command.h"
@@ -19,6 +20,12 @@ int run_serve(server::ServerOptions o) {
   if (o.api_key.empty())
     if (const char* env = std::getenv("AMANUENSIS_API_KEY"); env && *env) o.api_key = env;
   if (o.vad_model.empty()) o.vad_model = default_vad_model();
+  // The model loads after the server listens (/health says "loading" until
+  // then); a missing file is refused before that.
+  for (const std::string* path : {&o.model_path, &o.vad_model}) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*path, ec)) return fail("cannot read " + *path + ": no such file");
+  }
   if (o.port < 0 || o.port > 65535) return fail("--port must be in [0, 65535]");
   if (o.max_queue < 1) return fail("--max-queue must be at least 1");
   if (o.max_prepare < 1) return fail("--max-prepare must be at least 1");

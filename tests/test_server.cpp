@@ -725,3 +725,24 @@ TEST(Server, ParallelClientsWithDefaultDecoding) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ServerCli, RefusesAMissingModelAndWarnsOnAnOpenAddressWithoutKey) {
+  auto missing = test::run_command(std::string(AMA_CLI_PATH) + " serve -m /nonexistent/model.bin --port 0");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("/nonexistent/model.bin"), std::string::npos) << missing.err;
+  auto open = test::run_command("timeout -s TERM 3 " + std::string(AMA_CLI_PATH) + " serve -m " + model_path() +
+                                " --host 0.0.0.0 --port 0");
+  EXPECT_NE(open.out.find("listening on http://0.0.0.0:"), std::string::npos) << open.out;
+  EXPECT_NE(open.err.find("warning: listening on 0.0.0.0 without an API key"), std::string::npos) << open.err;
+  EXPECT_NE(open.err.find("stopped"), std::string::npos) << open.err;  // SIGTERM: a clean exit
+  auto keyed = test::run_command("AMANUENSIS_API_KEY=k timeout -s TERM 3 " + std::string(AMA_CLI_PATH) + " serve -m " +
+                                 model_path() + " --host 0.0.0.0 --port 0");
+  EXPECT_EQ(keyed.err.find("warning"), std::string::npos) << keyed.err;
+  auto bad = test::run_command(std::string(AMA_CLI_PATH) + " serve -m " + model_path() + " --max-queue 0");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--max-queue"), std::string::npos) << bad.err;
+}
+
+}  // namespace
