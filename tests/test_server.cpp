@@ -728,6 +728,25 @@ TEST(Server, ParallelClientsWithDefaultDecoding) {
 
 namespace {
 
+// The server listens before the model is loaded: /health says loading (503)
+// and so do the audio endpoints, until it is ready.
+TEST(ServerCli, LoadingState) {
+  Serve s(kFast, {"AMANUENSIS_SERVE_LOAD_DELAY_MS=2000"});
+  ASSERT_GT(s.port(), 0) << s.logs();
+  auto c = s.client();
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 503);
+  EXPECT_EQ(Json::parse(h->body)["status"], "loading");
+  auto r = transcribe(s, test::shared("audio/jfk.wav"), {{"language", "en"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(error_of(r)["code"], "model_loading");
+  EXPECT_EQ(c.Get("/metrics")->status, 200);
+  ASSERT_TRUE(s.wait_ready()) << s.logs();
+  EXPECT_EQ(transcribe(s, test::shared("audio/jfk.wav"), {{"language", "en"}})->status, 200);
+}
+
 TEST(ServerCli, RefusesAMissingModelAndWarnsOnAnOpenAddressWithoutKey) {
   auto missing = test::run_command(std::string(AMA_CLI_PATH) + " serve -m /nonexistent/model.bin --port 0");
   EXPECT_EQ(missing.exit_code, 1);

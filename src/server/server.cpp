@@ -622,6 +622,9 @@ void Server::install_routes() {
 }
 
 void Server::load_model() {
+  // For tests of the loading state: hold the model back this long.
+  if (const char* delay = std::getenv("AMANUENSIS_SERVE_LOAD_DELAY_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
   auto engine = Engine::load(opt_.model_path, {opt_.threads, opt_.compute});
   if (!engine) {
     log_line("error: " + engine.message());
