@@ -631,7 +631,7 @@ TEST(Server, ClientDisconnectCancelsItsJob) {
       << s.logs();
   ASSERT_TRUE(wait_for([&] { return metric(s, "amanuensis_queue_depth") == 0; }, 10)) << s.logs();
   EXPECT_DOUBLE_EQ(metric(s, "amanuensis_decoding_jobs"), 0.0);
-  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 3.0);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 3.0);  // the whole file: ~5 s in Release
   EXPECT_DOUBLE_EQ(metric(s, "amanuensis_transcriptions_total"), 0.0);  // never completed
   EXPECT_GE(metric(s, "amanuensis_decoder_steps_total"), steps_before);
   EXPECT_NE(s.err().find("client disconnected"), std::string::npos) << s.logs();
@@ -721,7 +721,7 @@ TEST(Server, TwentyParallelClientsGetTheirOwnTranscripts) {
 
 TEST(Server, ParallelClientsWithDefaultDecoding) {
   // Beam search 5 and the temperature fallback (sampling with best_of 5, seeded per window).
-  concurrency_case({}, 5, false, {{"response_format", "verbose_json"}});
+  concurrency_case({}, 4, false, {{"response_format", "verbose_json"}});
 }
 
 }  // namespace
