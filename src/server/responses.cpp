@@ -62,7 +62,12 @@ std::vector<std::pair<std::string, std::string>> timing_headers(const RequestTim
   std::vector<std::pair<std::string, std::string>> h;
   h.emplace_back("X-Processing-Time", fixed(t.processing_s, 4));
   h.emplace_back("openai-processing-ms", std::to_string(static_cast<long long>(std::llround(t.processing_s * 1000))));
-  if (!t.model.empty()) h.emplace_back("X-Model", t.model);
+  if (!t.model.empty()) {
+    std::string m = t.model.substr(0, 200);  // the client's text: printable ASCII only in a header
+    for (char& c : m)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    h.emplace_back("X-Model", m);
+  }
   if (!finished) return h;
   h.emplace_back("X-Audio-Duration", fixed(t.audio_s, 3));
   h.emplace_back("X-Realtime-Factor", fixed(t.realtime_factor(), 5));
