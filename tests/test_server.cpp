@@ -17,7 +17,6 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <regex>
 #include <thread>
 
 #include "server/api.h"
@@ -59,12 +58,11 @@ class Serve {
       execv(a[0], a.data());
       _exit(127);
     }
-    const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+))");
+    const std::string listening = "amanuensis: listening on http://127.0.0.1:";
     for (auto t0 = Clock::now(); Clock::now() - t0 < std::chrono::seconds(60);) {
-      std::smatch m;
       const std::string out = read_file(out_);
-      if (std::regex_search(out, m, listening)) {
-        port_ = std::stoi(m[1]);
+      if (const size_t at = out.find(listening); at != std::string::npos && out.find('\n', at) != std::string::npos) {
+        port_ = std::atoi(out.c_str() + at + listening.size());
         break;
       }
       if (exited()) break;

@@ -611,7 +611,9 @@ void Server::install_routes() {
     res.status = 500;
     res.set_content(error_json(internal_error("Internal server error")), "application/json");
   });
-  http_.set_logger([this](const Request& req, const Response& res) {
+  // Counted as the answer is about to be written (so a client that has its
+  // answer sees it counted in /metrics); the status is final by then.
+  http_.set_post_routing_handler([this](const Request& req, Response& res) {
     static const std::vector<std::string> known = {"/", "/health", "/metrics", "/v1/models",
                                                    "/v1/audio/transcriptions", "/v1/audio/translations"};
     std::string endpoint = std::find(known.begin(), known.end(), req.path) != known.end() ? req.path
