@@ -11,10 +11,16 @@ if [ "${1:-}" = "--sanitize" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMA_SANITIZE=ON -DAMA_BUILD_BENCH=OFF
   cmake --build build-asan -j"$jobs"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  # Also left to the Release run: the peak-RSS comparison of 10- and 60-minute
-  # files (ASan's shadow memory and quarantine make RSS meaningless, and it
-  # transcribes 70 minutes of audio).
-  build-asan/amanuensis_tests --gtest_filter='-RealShapes*:LongForm*:PipelineCli.E2eBenchAndFlatMemory'
+  # Left to the Release run: the real-shape model tests (minutes under the
+  # sanitizers); the peak-RSS comparison of 10- and 60-minute files (ASan's
+  # shadow memory and quarantine make RSS meaningless); and the tests that
+  # drive whole decodes through outside clients and many processes (the
+  # Node SDK and Chromium, the load generator and haproxy, the CLI matrix,
+  # beams with fallback over several files), which take tens of minutes
+  # here and exercise the same code as the unit, scheduler and server tests
+  # that do run under the sanitizers.
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" \
+    -E '^(RealShapes|LongForm|Clients\.|Load\.|TranscribeCli\.)|PipelineCli\.E2eBenchAndFlatMemory|BeamAndFallback'
 else
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
   cmake --build build -j"$jobs"
