@@ -16,11 +16,11 @@ if [ "${1:-}" = "--sanitize" ]; then
   # shadow memory and quarantine make RSS meaningless); and the tests that
   # drive whole decodes through outside clients and many processes (the
   # Node SDK and Chromium, the load generator and haproxy, the CLI matrix,
-  # beams with fallback over several files), which take tens of minutes
+  # beams with fallback over several files or clients), which take tens of minutes
   # here and exercise the same code as the unit, scheduler and server tests
   # that do run under the sanitizers.
   ctest --test-dir build-asan --output-on-failure -j"$jobs" \
-    -E '^(RealShapes|LongForm|Clients\.|Load\.|TranscribeCli\.)|PipelineCli\.E2eBenchAndFlatMemory|BeamAndFallback'
+    -E '^(RealShapes|LongForm|Clients\.|Load\.|TranscribeCli\.|PipelineCli\.)|BeamAndFallback|WithDefaultDecoding'
 else
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
   cmake --build build -j"$jobs"
