@@ -45,6 +45,11 @@ int run_e2e(const BenchCliOptions& c, const Engine& engine) {
   // back at every window); beams as asked.
   o.decoding = DecodingOptions::greedy();
   o.decoding.beam_size = c.beam_size;
+  // No guards either: a looping random model would have its text cut and
+  // silent-looking windows skipped, and the count of decoded tokens with them.
+  o.decoding.compression_ratio_threshold.reset();
+  o.decoding.logprob_threshold.reset();
+  o.decoding.no_speech_threshold.reset();
   o.language = engine.model().tokenizer.multilingual() ? "en" : "auto";
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
