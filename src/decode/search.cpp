@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/splitmix64.h"
+
 namespace ama {
 
 namespace {
@@ -30,21 +32,15 @@ double log_sum_exp(const float* x, int n) {
   return mx + std::log(s);
 }
 
-// splitmix64: a small, well-mixed generator. Our own, so that a seed gives
+// Uniform doubles in [0, 1) from our own generator, so that a seed gives
 // the same samples on every standard library.
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t next() {
-    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  explicit Rng(uint64_t seed) : g_(seed) {}
+  double uniform() { return static_cast<double>(g_.next() >> 11) * 0x1.0p-53; }
 
  private:
-  uint64_t s_;
+  SplitMix64 g_;
 };
 
 // Greedy (temperature 0) and sampling: every hypothesis draws its own next

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "audio/mel.h"
+#include "core/splitmix64.h"
 #include "model/ggml_file.h"
 
 namespace ama {
@@ -14,13 +15,8 @@ namespace {
 // std::normal_distribution, whose algorithm is implementation-defined).
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t next() {
-    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(uint64_t seed) : g_(seed) {}
+  uint64_t next() { return g_.next(); }
   double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
   // Box-Muller; both outputs used.
   double normal() {
@@ -35,7 +31,7 @@ class Rng {
   }
 
  private:
-  uint64_t s_;
+  SplitMix64 g_;
   double spare_ = 0;
   bool have_spare_ = false;
 };
