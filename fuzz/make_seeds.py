@@ -203,8 +203,34 @@ def tokenizer_seeds():
                                                         (0, 220, 1002, 50255, 50256, 40000, 12345)))
 
 
+# ---------------------------------------------------------------- hf_config
+def hf_config_seeds():
+    import json
+    base = {"model_type": "whisper", "d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8,
+            "decoder_layers": 6, "decoder_attention_heads": 8, "num_mel_bins": 80, "vocab_size": 51865,
+            "max_source_positions": 1500, "max_target_positions": 448, "encoder_ffn_dim": 2048,
+            "decoder_ffn_dim": 2048, "activation_function": "gelu", "scale_embedding": False,
+            "torch_dtype": "float32", "architectures": ["WhisperForConditionalGeneration"],
+            "begin_suppress_tokens": [220, 50257], "forced_decoder_ids": [[1, None], [2, 50359]]}
+    write("hf_config", "config_base", b"\x00" + json.dumps(base, indent=2).encode())
+    v3 = dict(base, d_model=1280, encoder_layers=32, decoder_layers=4, encoder_attention_heads=20,
+              decoder_attention_heads=20, num_mel_bins=128, vocab_size=51866, encoder_ffn_dim=5120,
+              decoder_ffn_dim=5120, torch_dtype="float16")
+    write("hf_config", "config_turbo", b"\x00" + json.dumps(v3).encode())
+    write("hf_config", "config_bad", b"\x00" + b'{"d_model": 3.5, "encoder_layers": -1, "x": [[[[]]]]}')
+    gen = {"alignment_heads": [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2], [5, 4], [5, 6]],
+           "no_timestamps_token_id": 50363, "is_multilingual": True}
+    write("hf_config", "generation_config", b"\x01" + json.dumps(gen).encode())
+    write("hf_config", "generation_null", b"\x01" + b'{"alignment_heads": null}')
+    for i, name in enumerate(["model.encoder.layers.3.self_attn.q_proj.weight", "model.decoder.embed_tokens.weight",
+                              "model.decoder.layers.0.encoder_attn_layer_norm.bias", "proj_out.weight",
+                              "encoder.blocks.1.mlp.0.weight"]):
+        write("hf_config", "name_%d" % i, b"\x02" + name.encode())
+
+
 if __name__ == "__main__":
     ggml_seeds()
     safetensors_seeds()
     wav_seeds()
     tokenizer_seeds()
+    hf_config_seeds()

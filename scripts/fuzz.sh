@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh list               # the target names
 #
 # Only the fuzz targets are built (each from the few sources it needs), in
-# build-fuzz/. The seeds are fuzz/corpus/TARGET/ (read only); new inputs go
+# build-fuzz/ (FUZZ_BUILD_DIR to change it). The seeds are fuzz/corpus/TARGET/ (read only); new inputs go
 # to build-fuzz/corpus/TARGET/, crashes to build-fuzz/crash-* (and the
 # run's log to build-fuzz/TARGET.log). Exits non-zero when any target finds
 # a crash, a leak, a timeout or a broken property. Extra libFuzzer flags:
@@ -15,7 +15,7 @@
 #   build-fuzz/amanuensis_fuzz_TARGET build-fuzz/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build-fuzz
+build="${FUZZ_BUILD_DIR:-build-fuzz}"
 targets=()
 for f in fuzz/fuzz_*.cpp; do
   t="${f#fuzz/fuzz_}"

@@ -8,8 +8,9 @@ packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3
           zlib1g-dev   # zlib: the compression ratio of decoded text, and numpy .npz test data
           # amanuensis serve: cpp-httplib; its tests: Node (OpenAI's SDK, puppeteer-core from npm),
           # headless Chromium, haproxy (scale-out), yamllint (docs/deploy k8s manifests),
-          # clang (libFuzzer targets), wrk (load generator cross-check), bsdutils (script: pty tests)
-          libcpp-httplib-dev nodejs chromium haproxy yamllint clang wrk bsdutils)
+          # clang and libclang-rt-dev (libFuzzer targets: -fsanitize=fuzzer needs compiler-rt,
+          # which clang only recommends), wrk (load generator cross-check), bsdutils (script: pty tests)
+          libcpp-httplib-dev nodejs chromium haproxy yamllint clang libclang-rt-dev wrk bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
