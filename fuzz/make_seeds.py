@@ -35,9 +35,9 @@ GGML_TYPES = {
 }
 
 
-# Tensor type id -> the file's ftype (ggml's enum ggml_ftype: a different
-# numbering; for k-quants the _S variant).
-FTYPE_OF_TYPE = {2: 2, 3: 3, 6: 8, 7: 9, 8: 7, 10: 10, 11: 11, 12: 14, 13: 16, 14: 18}
+# Tensor type id -> the file's ftype (ggml.h's enum ggml_ftype, which
+# numbers q5_0, q5_1 and q8_0 differently from the tensor types).
+FTYPE_OF_TYPE = {2: 2, 3: 3, 6: 8, 7: 9, 8: 7, 10: 10, 11: 11, 12: 12, 13: 13, 14: 14}
 
 
 def f16(x):
