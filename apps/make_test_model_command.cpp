@@ -1,9 +1,11 @@
 // `amanuensis make-test-model`: deterministic random-weight ggml models at
-// any standard or custom shape (real weights cannot be downloaded here).
+// any standard or custom shape (real weights cannot be downloaded here),
+// optionally quantized like whisper.cpp's `quantize` output.
 #include <memory>
 #include <sstream>
 
 #include "command.h"
+#include "model/ggml_quants.h"
 #include "model/hparams.h"
 #include "model/test_model.h"
 
@@ -11,7 +13,7 @@ namespace ama::cli {
 
 namespace {
 struct MakeOptions {
-  std::string arch = "base", vocab, out, dims;
+  std::string arch = "base", vocab, out, dims, quant;
   uint64_t seed = 1;
   bool f32 = false;
 };
@@ -49,6 +51,12 @@ int run_make(const MakeOptions& m) {
     o.hp = *hp;
   }
   if (m.f32) o.hp.ftype = 0;
+  if (!m.quant.empty()) {
+    auto t = ggml_type_from_name(m.quant);
+    if (!t || !ggml_is_quantized(t->type))
+      return fail("--quant: unknown type '" + m.quant + "' (one of " + ggml_quant_type_list() + ")");
+    o.quant = t->type;
+  }
   o.vocab_source = !m.vocab.empty() ? m.vocab
                                     : shared_dir() + "/models/whisper-vocab/for-tests-ggml-base" +
                                           (o.hp.multilingual() ? "" : ".en") + ".bin";
@@ -66,6 +74,8 @@ Command add_make_test_model_command(CLI::App& root) {
   sub->add_option("--vocab", o->vocab, "ggml file with vocabulary and mel filters");
   sub->add_option("-o,--output", o->out, "output file")->required();
   sub->add_flag("--f32", o->f32, "store matrices as f32 instead of f16");
+  sub->add_option("--quant", o->quant,
+                  "quantize as whisper.cpp's quantize does: q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k");
   return {sub, [o] { return run_make(*o); }};
 }
 

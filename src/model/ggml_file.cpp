@@ -1,31 +1,13 @@
 #include "model/ggml_file.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sys/stat.h>
 
 #include "core/half.h"
 
 namespace ama {
-
-std::string ggml_type_name(int32_t type) {
-  switch (type) {
-    case 0: return "f32";
-    case 1: return "f16";
-    case 2: return "q4_0";
-    case 3: return "q4_1";
-    case 6: return "q5_0";
-    case 7: return "q5_1";
-    case 8: return "q8_0";
-    case 9: return "q8_1";
-    case 10: return "q2_k";
-    case 11: return "q3_k";
-    case 12: return "q4_k";
-    case 13: return "q5_k";
-    case 14: return "q6_k";
-    case 15: return "q8_k";
-    default: return "type " + std::to_string(type);
-  }
-}
 
 Result<GgmlReader> GgmlReader::open(const std::string& path) {
   GgmlReader r;
@@ -55,6 +37,35 @@ Result<int32_t> GgmlReader::read_i32(const char* what) {
   return v;
 }
 
+// hparams.ftype is kGgmlQntVersionFactor * version + ggml_ftype; the
+// version only means something for quantized models (whisper.cpp's quantize
+// writes 2; versions 0 and 1, before May 2023, had other q4/q5/q8 layouts).
+Status GgmlReader::check_ftype(int32_t ftype) {
+  const std::string f = "ftype " + std::to_string(ftype);
+  const int32_t version = ftype / kGgmlQntVersionFactor;
+  const auto t = ggml_type_of_ftype(ftype % kGgmlQntVersionFactor);
+  if (!t)
+    return make_error(path_ + ": " + f + " is not a model type we read (f32, f16, or whisper.cpp's quantize types " +
+                      ggml_quant_type_list() + ")");
+  if (!ggml_is_quantized(t->type)) {
+    if (version != 0)
+      return make_error(path_ + ": " + f + " is not a known model type (an " + t->name +
+                        " model with quantization version " + std::to_string(version) + ")");
+    return Status::Ok();
+  }
+  if (version < kGgmlQntVersion)
+    return make_error(path_ + ": " + f + ": a " + t->name + " model with ggml quantization version " +
+                      std::to_string(version) +
+                      " (before May 2023), whose block layouts are not supported; re-quantize it from the f16 model "
+                      "with a current whisper.cpp");
+  if (version > kGgmlQntVersion)
+    return make_error(path_ + ": " + f + ": a " + t->name + " model with ggml quantization version " +
+                      std::to_string(version) + ", newer than the version " + std::to_string(kGgmlQntVersion) +
+                      " we read");
+  quant_ = t->type;
+  return Status::Ok();
+}
+
 Result<GgmlHeader> GgmlReader::read_header() {
   GgmlHeader h;
   uint32_t magic = 0;
@@ -80,10 +91,9 @@ Result<GgmlHeader> GgmlReader::read_header() {
   hp.n_text_layer = v[8];
   hp.n_mels = v[9];
   hp.ftype = v[10];
+  ftype_ = hp.ftype;
   if (Status s = validate_hparams(hp); !s) return make_error(path_ + ": " + s.message());
-  if (hp.ftype % 1000 > 1 || hp.ftype >= 1000)
-    return make_error(path_ + ": quantized model (ftype " + std::to_string(hp.ftype) +
-                      ") is not supported yet; use an f16 or f32 ggml model");
+  AMA_TRY(check_ftype(hp.ftype));
 
   auto n_mels = read_i32("mel filter count");
   if (!n_mels) return n_mels.error();
@@ -142,28 +152,57 @@ Result<GgmlTensorRecord> GgmlReader::next_tensor() {
     if (rec.n_elements > (uint64_t{1} << 39))
       return make_error(path_ + ": tensor '" + rec.name + "' has an absurd number of elements");
   }
-  if (rec.type != 0 && rec.type != 1)
-    return make_error(path_ + ": tensor '" + rec.name + "' has type " + ggml_type_name(rec.type) +
-                      "; quantized tensors are not supported yet (use an f16 or f32 model)");
+  const std::string what = path_ + ": tensor '" + rec.name + "'";
+  const auto info = ggml_type_info(rec.type);
+  if (!info) {
+    if (rec.type == 9 || rec.type == 15)
+      return make_error(what + " has type " + ggml_type_name(rec.type) + ", which ggml uses only for activations");
+    return make_error(what + " has unknown type id " + std::to_string(rec.type) + " (known: f32, f16, " +
+                      ggml_quant_type_list() + ")");
+  }
+  if (ggml_is_quantized(info->type)) {
+    if (!quant_)
+      return make_error(what + " is " + info->name + ", but the header's ftype " + std::to_string(ftype_) +
+                        " says an unquantized model");
+    if (*quant_ != info->type)
+      return make_error(what + " is " + info->name + ", but the header's ftype " + std::to_string(ftype_) + " says " +
+                        ggml_type_name(static_cast<int32_t>(*quant_)));
+    if (ne[0] % info->block != 0)
+      return make_error(what + " has rows of " + std::to_string(ne[0]) + " elements, not a multiple of " +
+                        info->name + "'s block size " + std::to_string(info->block));
+  }
   // Check that the data is there before the caller allocates n_elements floats.
-  const uint64_t elem_size = rec.type == 0 ? 4 : 2;
-  if (rec.n_elements > (size_ - offset_) / elem_size)
-    return make_error(path_ + ": truncated file: tensor '" + rec.name + "' needs " +
-                      std::to_string(rec.n_elements * elem_size) + " bytes at offset " + std::to_string(offset_) +
-                      ", but the file has " + std::to_string(size_) + " bytes");
+  rec.n_bytes = ggml_row_bytes(*info, static_cast<uint64_t>(ne[0])) * (rec.n_elements / static_cast<uint64_t>(ne[0]));
+  if (rec.n_bytes > size_ - offset_)
+    return make_error(path_ + ": truncated file: tensor '" + rec.name + "' needs " + std::to_string(rec.n_bytes) +
+                      " bytes at offset " + std::to_string(offset_) + ", but the file has " + std::to_string(size_) +
+                      " bytes");
   return rec;
 }
 
 Status GgmlReader::read_tensor_data(const GgmlTensorRecord& rec, float* out) {
   const std::string what = "tensor '" + rec.name + "'";
-  if (rec.type == 0) return read_bytes(out, rec.n_elements * 4, what.c_str());
-  // f16: convert in blocks so that the temporary stays small.
-  constexpr uint64_t kBlock = 1 << 16;
-  std::vector<uint16_t> buf(kBlock);
-  for (uint64_t done = 0; done < rec.n_elements; done += kBlock) {
-    uint64_t n = std::min(kBlock, rec.n_elements - done);
-    AMA_TRY(read_bytes(buf.data(), n * 2, what.c_str()));
-    for (uint64_t i = 0; i < n; ++i) out[done + i] = f16_to_f32(buf[i]);
+  const auto info = ggml_type_info(rec.type);
+  if (!info || rec.shape.empty() || rec.shape.back() % info->block != 0)
+    return make_error(path_ + ": " + what + ": bad tensor record (type " + ggml_type_name(rec.type) + ")");
+  if (info->type == GgmlType::f32) return read_bytes(out, rec.n_elements * 4, what.c_str());
+  // f16 and quantized blocks: decode in chunks so that the temporary stays
+  // small (64 Ki elements: 128 KiB of f16, 34 KiB of q8_0). Rows are whole
+  // blocks, so a chunk of whole blocks may cross rows.
+  constexpr uint64_t kChunk = 1 << 16;  // a multiple of every block size (1, 32, 256)
+  std::vector<uint8_t> buf(ggml_row_bytes(*info, kChunk));
+  const bool quantized = ggml_is_quantized(info->type);
+  for (uint64_t done = 0; done < rec.n_elements; done += kChunk) {
+    const uint64_t n = std::min(kChunk, rec.n_elements - done);
+    AMA_TRY(read_bytes(buf.data(), ggml_row_bytes(*info, n), what.c_str()));
+    dequantize_row(info->type, buf.data(), n, out + done);
+    // A block's f16 scale of inf or NaN (a corrupt file) would spread through
+    // every product it touches: report it rather than load it.
+    if (quantized)
+      for (uint64_t i = 0; i < n; ++i)
+        if (!std::isfinite(out[done + i]))
+          return make_error(path_ + ": " + what + " (" + info->name + ") decodes to a non-finite value at element " +
+                            std::to_string(done + i) + " (a corrupt block scale)");
   }
   return Status::Ok();
 }
@@ -212,10 +251,23 @@ Status GgmlWriter::write_tensor(const std::string& name, const std::vector<int>&
     n *= static_cast<uint64_t>(shape[d]);
   }
   AMA_TRY(write_bytes(name.data(), name.size()));
+  const auto info = ggml_type_info(static_cast<int32_t>(type));
+  if (!info) return make_error(path_ + ": tensor '" + name + "': cannot write type " + ggml_type_name(static_cast<int32_t>(type)));
+  const uint64_t row = shape.empty() ? n : static_cast<uint64_t>(shape.back());
+  if (row == 0 || row % info->block != 0)
+    return make_error(path_ + ": tensor '" + name + "' has rows of " + std::to_string(row) +
+                      " elements, not a multiple of " + info->name + "'s block size " + std::to_string(info->block));
   if (type == GgmlType::f32) return write_bytes(data, n * 4);
-  std::vector<uint16_t> buf(n);
-  for (uint64_t i = 0; i < n; ++i) buf[i] = f32_to_f16(data[i]);
-  return write_bytes(buf.data(), n * 2);
+  // Encode in chunks of whole rows (at least one) to bound the temporary.
+  const uint64_t rows_per_chunk = std::max<uint64_t>(1, (uint64_t{1} << 16) / row);
+  std::vector<uint8_t> buf(ggml_row_bytes(*info, rows_per_chunk * row));
+  for (uint64_t r = 0; r < n / row; r += rows_per_chunk) {
+    const uint64_t m = std::min(rows_per_chunk, n / row - r) * row;
+    if (Status s = quantize_row(type, data + r * row, m, buf.data()); !s)
+      return make_error(path_ + ": tensor '" + name + "' as " + info->name + ": " + s.message());
+    AMA_TRY(write_bytes(buf.data(), ggml_row_bytes(*info, m)));
+  }
+  return Status::Ok();
 }
 
 Status GgmlWriter::close() {

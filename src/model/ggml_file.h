@@ -10,20 +10,17 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/result.h"
+#include "model/ggml_quants.h"
 #include "model/hparams.h"
 
 namespace ama {
 
 inline constexpr uint32_t kGgmlMagic = 0x67676d6c;
-
-enum class GgmlType : int32_t { f32 = 0, f16 = 1 };
-
-// Name of a ggml tensor type, including the quantized ones we reject.
-std::string ggml_type_name(int32_t type);
 
 struct GgmlHeader {
   HParams hp;
@@ -37,6 +34,7 @@ struct GgmlTensorRecord {
   int32_t type = 0;
   std::vector<int> shape;  // PyTorch order (outermost first)
   uint64_t n_elements = 0;
+  uint64_t n_bytes = 0;  // stored size in the file
 };
 
 class GgmlReader {
@@ -46,11 +44,15 @@ class GgmlReader {
   GgmlReader(GgmlReader&&) = default;
   GgmlReader& operator=(GgmlReader&&) = default;
 
-  // Reads magic, hparams, filters and vocab (hparams are validated).
+  // Reads magic, hparams, filters and vocab (hparams are validated). The
+  // ftype may be f32 (0), f16 (1) or quantized (2000 + ggml_ftype).
   Result<GgmlHeader> read_header();
-  // Next tensor's header, or an empty name at a clean end of file.
+  // Next tensor's header, or an empty name at a clean end of file. Checks
+  // the type (known; a quantized type must be the one the ftype names), that
+  // rows divide into its blocks, and that the data is in the file.
   Result<GgmlTensorRecord> next_tensor();
-  // Reads the current tensor's data as float32 (f32 or f16 in the file).
+  // Reads the current tensor's data as float32, decoding f16 and quantized
+  // blocks in bounded chunks (the temporary stays under 1 MiB).
   Status read_tensor_data(const GgmlTensorRecord& rec, float* out);
 
   const std::string& path() const { return path_; }
@@ -58,11 +60,14 @@ class GgmlReader {
  private:
   Status read_bytes(void* dst, uint64_t n, const char* what);
   Result<int32_t> read_i32(const char* what);
+  Status check_ftype(int32_t ftype);
 
   std::string path_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
   uint64_t size_ = 0;
   uint64_t offset_ = 0;
+  int32_t ftype_ = 0;
+  std::optional<GgmlType> quant_;  // the quantized type the header's ftype names
 };
 
 class GgmlWriter {
@@ -72,7 +77,8 @@ class GgmlWriter {
   GgmlWriter(GgmlWriter&&) = default;
   GgmlWriter& operator=(GgmlWriter&&) = default;
   Status write_header(const GgmlHeader& header);
-  // data holds n_elements float32 values; stored as `type`.
+  // data holds n_elements float32 values; stored as `type` (quantized types
+  // need a row length shape.back() that is a multiple of the block size).
   Status write_tensor(const std::string& name, const std::vector<int>& shape, GgmlType type, const float* data);
   Status close();
 

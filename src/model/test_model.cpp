@@ -55,9 +55,38 @@ void sinusoids(int length, int channels, float* out) {
 
 }  // namespace
 
+bool whisper_quantizes(const std::string& name, const std::vector<int>& shape) {
+  return shape.size() == 2 && name != "encoder.conv1.bias" && name != "encoder.conv2.bias" &&
+         name != "encoder.positional_embedding" && name != "decoder.positional_embedding";
+}
+
+namespace {
+// The quantized ftype of `quant`, after checking that every tensor it will
+// quantize has whole blocks per row (whisper.cpp's quantize would assert;
+// tiny's 384 is not a multiple of the k-quants' 256, for example).
+Result<int32_t> quant_ftype(GgmlType quant, const std::vector<TensorSpec>& tensors) {
+  const auto info = ggml_type_info(static_cast<int32_t>(quant));
+  if (!info || !ggml_is_quantized(quant))
+    return make_error("cannot quantize to " + ggml_type_name(static_cast<int32_t>(quant)) + " (quantized types: " +
+                      ggml_quant_type_list() + ")");
+  for (const TensorSpec& t : tensors)
+    if (whisper_quantizes(t.name, t.shape) && t.shape.back() % info->block != 0)
+      return make_error(std::string(info->name) + " needs rows that are a multiple of " +
+                        std::to_string(info->block) + " elements, but tensor '" + t.name + "' has rows of " +
+                        std::to_string(t.shape.back()));
+  return kGgmlQntVersion * kGgmlQntVersionFactor + info->ftype;
+}
+}  // namespace
+
 Status write_test_model(const TestModelOptions& o) {
   AMA_TRY(validate_hparams(o.hp));
   if (o.hp.ftype != 0 && o.hp.ftype != 1) return make_error("test models are f32 (ftype 0) or f16 (ftype 1)");
+  int32_t file_ftype = o.hp.ftype;
+  if (o.quant) {
+    auto f = quant_ftype(*o.quant, expected_tensors(o.hp));
+    if (!f) return f.error();
+    file_ftype = *f;
+  }
   if (o.hp.n_audio_state % 2 != 0) return make_error("n_audio_state must be even for the sinusoidal embedding");
   auto reader = GgmlReader::open(o.vocab_source);
   if (!reader) return reader.error();
@@ -66,6 +95,7 @@ Status write_test_model(const TestModelOptions& o) {
 
   GgmlHeader h;
   h.hp = o.hp;
+  h.hp.ftype = file_ftype;
   h.n_filter_bins = src->n_filter_bins;
   h.mel_filters = src->mel_filters;
   // A source with other filters (large-v3's 128 from a base vocabulary):
@@ -109,7 +139,42 @@ Status write_test_model(const TestModelOptions& o) {
     } else {
       for (auto& v : data) v = static_cast<float>((is_gain ? 1.0 : 0.0) + 0.1 * rng.normal());
     }
+    if (o.quant && whisper_quantizes(t.name, t.shape)) type = *o.quant;
     AMA_TRY(writer->write_tensor(t.name, t.shape, type, data.data()));
+  }
+  return writer->close();
+}
+
+Status convert_ggml_model(const std::string& src, const std::string& dst, std::optional<GgmlType> quant) {
+  auto reader = GgmlReader::open(src);
+  if (!reader) return reader.error();
+  auto header = reader->read_header();
+  if (!header) return header.error();
+  GgmlHeader h = std::move(*header);
+  if (quant) {
+    auto f = quant_ftype(*quant, expected_tensors(h.hp));
+    if (!f) return f.error();
+    h.hp.ftype = *f;
+  } else {
+    h.hp.ftype = 0;
+  }
+  auto writer = GgmlWriter::create(dst);
+  if (!writer) return writer.error();
+  AMA_TRY(writer->write_header(h));
+  std::vector<float> data;
+  for (;;) {
+    auto rec = reader->next_tensor();
+    if (!rec) return rec.error();
+    if (rec->name.empty()) break;
+    data.resize(rec->n_elements);
+    AMA_TRY(reader->read_tensor_data(*rec, data.data()));
+    GgmlType type = GgmlType::f32;
+    if (quant && whisper_quantizes(rec->name, rec->shape)) {
+      type = *quant;
+    } else if (quant && rec->type == static_cast<int32_t>(GgmlType::f16)) {
+      type = GgmlType::f16;  // what quantize leaves alone keeps its type
+    }
+    AMA_TRY(writer->write_tensor(rec->name, rec->shape, type, data.data()));
   }
   return writer->close();
 }

@@ -9,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
+#include "model/ggml_quants.h"
 #include "model/hparams.h"
 
 namespace ama {
@@ -21,8 +24,24 @@ struct TestModelOptions {
   uint64_t seed = 1;
   std::string vocab_source;  // ggml file providing the vocabulary and mel filters
   std::string output;
+  // Quantize the way whisper.cpp's quantize does (see whisper_quantizes):
+  // the header's ftype becomes 2000 + the type's ggml_ftype, and the tensors
+  // it leaves alone keep hp.ftype's f32/f16.
+  std::optional<GgmlType> quant;
 };
 
 Status write_test_model(const TestModelOptions& options);
+
+// whisper.cpp's quantize (examples/quantize/quantize.cpp) quantizes every
+// 2-D tensor except the conv biases ([n, 1]) and the positional embeddings:
+// all attention and MLP matrices and the token embedding; the 3-D conv
+// weights and all 1-D tensors stay as they are.
+bool whisper_quantizes(const std::string& name, const std::vector<int>& shape);
+
+// Rewrites the ggml model at `src` to `dst`: with `quant`, the tensors
+// whisper_quantizes names in that type (from their decoded float32 values);
+// without, every tensor as float32 (ftype 0), which is how the tests give an
+// f32 run exactly the weights a quantized file holds.
+Status convert_ggml_model(const std::string& src, const std::string& dst, std::optional<GgmlType> quant);
 
 }  // namespace ama
