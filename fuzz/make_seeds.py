@@ -7,7 +7,9 @@ reader knows (f32, f16 and the quantized block types, one row of blocks
 each); for safetensors every dtype family, metadata, scalars and empty
 tensors; for wav every sample format and header variant the reader accepts;
 for the tokenizer each of its five modes. The files are committed; run this
-again only to change them:   python3 fuzz/make_seeds.py
+again only to change them:   python3 fuzz/make_seeds.py [--amanuensis build/amanuensis]
+(with --amanuensis, also model_<type>: quantized rows written by
+make-test-model --quant TYPE).
 """
 import math
 import os
@@ -101,6 +103,58 @@ def ggml_seeds():
         recs = ggml_tensor("decoder.blocks.0.mlp.0.weight", [row, 2], t)
         recs += ggml_tensor("decoder.blocks.0.mlp.0.bias", [2], 0)
         write("ggml", "records_" + name, bytes([1, ftype_byte]) + recs)
+
+
+def read_ggml_records(path):
+    """(ftype, [(name, type, ne, record bytes, data offset)]) of a ggml file."""
+    b = open(path, "rb").read()
+    ftype = struct.unpack_from("<i", b, 44)[0]
+    n_mels, n_bins = struct.unpack_from("<ii", b, 48)
+    pos = 56 + 4 * n_mels * n_bins
+    (n_tokens,) = struct.unpack_from("<i", b, pos)
+    pos += 4
+    for _ in range(n_tokens):
+        (length,) = struct.unpack_from("<I", b, pos)
+        pos += 4 + length
+    records = []
+    while pos < len(b):
+        n_dims, name_len, type_id = struct.unpack_from("<iii", b, pos)
+        ne = list(struct.unpack_from("<%di" % n_dims, b, pos + 12))
+        name = b[pos + 12 + 4 * n_dims:pos + 12 + 4 * n_dims + name_len].decode()
+        data = pos + 12 + 4 * n_dims + name_len
+        block, size = GGML_TYPES[type_id]
+        n = 1
+        for d in ne:
+            n *= d
+        records.append((name, type_id, ne, b[data:data + n // block * size]))
+        pos = data + n // block * size
+    return ftype, records
+
+
+def ggml_model_seeds(amanuensis):
+    """Records written by make-test-model --quant TYPE (our quantizers, the
+    real block layouts), cut to 2 rows so that each seed stays a few KB."""
+    import subprocess
+    import tempfile
+    names = {2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0",
+             10: "q2_k", 11: "q3_k", 12: "q4_k", 13: "q5_k", 14: "q6_k"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for t, name in names.items():
+            path = os.path.join(tmp, name + ".bin")
+            # n_state 256: k-quant rows are 256 long; 1 head, 1 + 1 layers, 80 mels.
+            subprocess.run([amanuensis, "make-test-model", "--dims", "256,1,1,1,80", "--seed", "1",
+                            "--quant", name, "-o", path], check=True, stdout=subprocess.DEVNULL)
+            ftype, records = read_ggml_records(path)
+            rec = next(r for r in records if r[1] == t and len(r[2]) == 2)
+            rname, _, ne, raw = rec
+            block, size = GGML_TYPES[t]
+            row_bytes = ne[0] // block * size
+            cut = struct.pack("<iii", 2, len(rname), t) + struct.pack("<ii", ne[0], 2) + rname.encode()
+            cut += raw[:2 * row_bytes]
+            bias = next(r for r in records if r[1] == 0 and len(r[2]) == 1 and r[2][0] <= 256)
+            cut += struct.pack("<iii", 1, len(bias[0]), 0) + struct.pack("<i", bias[2][0]) + bias[0].encode() + bias[3]
+            version, base = divmod(ftype, 1000)
+            write("ggml", "model_" + name, bytes([1, (version << 5) | base]) + cut)
 
 
 # ---------------------------------------------------------------- safetensors
@@ -229,7 +283,11 @@ def hf_config_seeds():
 
 
 if __name__ == "__main__":
+    import sys
     ggml_seeds()
+    # --amanuensis BIN: also seeds from BIN make-test-model --quant TYPE.
+    if len(sys.argv) == 3 and sys.argv[1] == "--amanuensis":
+        ggml_model_seeds(sys.argv[2])
     safetensors_seeds()
     wav_seeds()
     tokenizer_seeds()
