@@ -1,7 +1,7 @@
 // Google Benchmark micro-benchmarks for every kernel of every supported ISA
-// at Whisper's shapes. With oneDNN (Debian's libdnnl-dev) present at build
-// time, its matmul runs on the same GEMM shapes in the same process, as the
-// baseline for our GEMMs.
+// at Whisper's shapes. `--onednn-compare` runs instead the comparison of our
+// GEMMs with oneDNN's matmul at every encoder shape (bench/onednn_compare.cpp,
+// bench/onednn.sh; needs Debian's libdnnl-dev at build time).
 //
 //   build/amanuensis_bench --benchmark_filter=gemm --benchmark_repetitions=5
 //     --benchmark_report_aggregates_only=true
@@ -18,9 +18,6 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
 
-#ifdef AMA_HAVE_DNNL
-#include <oneapi/dnnl/dnnl.hpp>
-#endif
 
 namespace {
 
@@ -121,33 +118,6 @@ void log_mel(benchmark::State& state) {
   }
 }
 
-#ifdef AMA_HAVE_DNNL
-// oneDNN matmul, f32 or bf16 inputs with f32 output, weights in the layout
-// oneDNN picks (format_tag::any, reordered once outside the timed loop).
-void dnnl_gemm(benchmark::State& state, bool bf16, Shape s) {
-  using namespace dnnl;
-  engine eng(engine::kind::cpu, 0);
-  stream st(eng);
-  const auto dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
-  memory::desc a_md({s.m, s.k}, dt, memory::format_tag::ab);
-  memory::desc b_any({s.k, s.n}, dt, memory::format_tag::any);
-  memory::desc c_md({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
-  matmul::primitive_desc pd(matmul::desc(a_md, b_any, c_md), eng);  // oneDNN 2.x API
-  auto a_f = random_vec(static_cast<size_t>(s.m) * s.k, 1), b_f = random_vec(static_cast<size_t>(s.k) * s.n, 2);
-  memory a_src({{s.m, s.k}, memory::data_type::f32, memory::format_tag::ab}, eng, a_f.data());
-  memory b_src({{s.k, s.n}, memory::data_type::f32, memory::format_tag::ab}, eng, b_f.data());
-  memory a_mem(pd.src_desc(), eng), b_mem(pd.weights_desc(), eng), c_mem(c_md, eng);
-  reorder(a_src, a_mem).execute(st, a_src, a_mem);
-  reorder(b_src, b_mem).execute(st, b_src, b_mem);
-  matmul mm(pd);
-  for (auto _ : state) {
-    mm.execute(st, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
-    st.wait();
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * s.m * s.k * s.n, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GFLOP/s"].value /= 1e9;
-}
-#endif
 
 std::string shape_name(Shape s) { return std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n); }
 
@@ -178,13 +148,6 @@ int register_all() {
         ->Unit(benchmark::kMicrosecond);
   }
   benchmark::RegisterBenchmark("log_mel_f64_fft400_mixed_radix/30s", log_mel)->Unit(benchmark::kMillisecond);
-#ifdef AMA_HAVE_DNNL
-  for (const Shape& s : kShapes)
-    for (bool bf16 : {false, true})
-      benchmark::RegisterBenchmark((std::string("onednn_matmul_") + (bf16 ? "bf16" : "f32") + "/" + shape_name(s)).c_str(),
-                                   [bf16, s](benchmark::State& st) { dnnl_gemm(st, bf16, s); })
-          ->Unit(benchmark::kMillisecond)->UseRealTime();
-#endif
   return 0;
 }
 
@@ -192,4 +155,18 @@ const int registered = register_all();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+namespace ama_bench {
+int onednn_compare_main(int argc, char** argv);  // bench/onednn_compare.cpp
+}
+
+// With --onednn-compare: our GEMMs against oneDNN's (bench/onednn.sh);
+// otherwise Google Benchmark's command line.
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--onednn-compare") return ama_bench::onednn_compare_main(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
