@@ -10,7 +10,9 @@ packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3
           # headless Chromium, haproxy (scale-out), yamllint (docs/deploy k8s manifests),
           # clang and libclang-rt-dev (libFuzzer targets: -fsanitize=fuzzer needs compiler-rt,
           # which clang only recommends), wrk (load generator cross-check), bsdutils (script: pty tests)
-          libcpp-httplib-dev nodejs chromium haproxy yamllint clang libclang-rt-dev wrk bsdutils)
+          libcpp-httplib-dev nodejs chromium haproxy yamllint clang libclang-rt-dev wrk bsdutils
+          # oneDNN, the baseline of bench/onednn.sh (its CMake package needs the OpenCL headers)
+          libdnnl-dev ocl-icd-opencl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
