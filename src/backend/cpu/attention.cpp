@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/cpu/flash_attention.h"
 #include "core/half.h"
 
 namespace ama::cpu {
@@ -125,9 +126,52 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
   });
 }
 
+// d_head 64 without a mask (every encoder): the dedicated kernels of
+// flash_attention.h. K and V are packed once per head, Q converted to bf16
+// rows (zero-padded to whole tiles: the AMX kernel loads 32 rows), then the
+// tasks (head, tile of query rows) run in head order, so that each thread
+// works through one head's K and V (384 KB for 1500 keys) while they sit in
+// its L2. Each row is computed by one task with a fixed key order: results
+// do not depend on the thread count.
+template <typename KV>
+void attention_flash_d64(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
+                         const KV* values) {
+  const FlashKernel fk = flash_kernel(kt);
+  const int H = a.n_head, R = fk.rows, D = kFlashDim;
+  const size_t packed = flash_packed_size(a.n_kv);
+  const int q_tiles = (a.n_q + R - 1) / R;
+  const size_t q_head = static_cast<size_t>(q_tiles) * R * D;
+  // Reused across calls (an encoder runs one per layer): 2 x 192 KB per head
+  // of base would otherwise be fresh pages, faulted in at every call.
+  thread_local std::vector<uint16_t> buf;
+  buf.resize(static_cast<size_t>(H) * (2 * packed + q_head));
+  uint16_t* kp = buf.data();
+  uint16_t* vp = kp + H * packed;
+  uint16_t* qb = vp + H * packed;
+  pool.parallel_for(H, 1, [&](size_t h0, size_t h1) {
+    for (size_t h = h0; h < h1; ++h) {
+      flash_pack_kv(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      uint16_t* qh = qb + h * q_head;
+      for (int i = 0; i < a.n_q; ++i) kt.to_bf16_row(a.q + static_cast<size_t>(i) * a.ld_q + h * D, D, qh + static_cast<size_t>(i) * D);
+      std::fill(qh + static_cast<size_t>(a.n_q) * D, qh + q_head, uint16_t{0});
+    }
+  });
+  const float c = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(D)));  // log2(e) / sqrt(d)
+  pool.parallel_for(static_cast<size_t>(H) * q_tiles, 1, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const size_t h = t / q_tiles;
+      const int i0 = static_cast<int>(t % q_tiles) * R;
+      fk.fn(qb + h * q_head + static_cast<size_t>(i0) * D, std::min(R, a.n_q - i0), kp + h * packed, vp + h * packed,
+            a.n_kv, c, a.out + static_cast<size_t>(i0) * a.ld_out + h * D, a.ld_out);
+    }
+  });
+}
+
 template <typename KV>
 void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                           const KV* values) {
+  if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, pool, a, keys, values);
+  // Other head sizes: the same algorithm on the table's GEMM tiles.
   // bf16 inputs widen exactly to f32, and packing rounds them back unchanged.
   auto f = [](KV x) {
     if constexpr (std::is_same_v<KV, float>)

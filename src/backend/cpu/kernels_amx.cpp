@@ -22,6 +22,7 @@
 
 #include <cstring>
 
+#include "backend/cpu/flash_attention_amx.h"
 #include "backend/cpu/kernels.h"
 
 namespace ama::cpu {
@@ -238,6 +239,16 @@ const KernelTable& kernel_table_amx() {
 const KernelTable& kernel_table_amx_emulated() {
   static const KernelTable t = make_amx_table(true);
   return t;
+}
+
+// Flash attention on the tiles (flash_attention_amx.h).
+void flash_d64_amx(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c, float* out,
+                   size_t ld_out) {
+  flash_d64_amx_tiles<AmxHardware>(q, rows, kp, vp, n_kv, c, out, ld_out);
+}
+void flash_d64_amx_emulated(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                            float* out, size_t ld_out) {
+  flash_d64_amx_tiles<AmxEmulated>(q, rows, kp, vp, n_kv, c, out, ld_out);
 }
 
 // Peak: a chain of independent tdpbf16ps on 4 accumulators (16 x 16 x 32

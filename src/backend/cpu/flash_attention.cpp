@@ -1,0 +1,82 @@
+// Packing for the flash-attention kernels and the portable kernel built for
+// baseline x86-64 (the scalar table). Layouts: flash_attention.h.
+#include "backend/cpu/flash_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <type_traits>
+
+#include "backend/cpu/kernels.h"
+#include "core/half.h"
+
+namespace ama::cpu {
+
+namespace scalar_flash {
+#include "backend/cpu/flash_attention_generic.h"
+}  // namespace scalar_flash
+
+namespace {
+template <typename KV>
+uint16_t to_bf(KV x) {
+  if constexpr (std::is_same_v<KV, float>)
+    return f32_to_bf16(x);
+  else
+    return x;  // already bf16
+}
+
+template <typename KV>
+void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  const int blocks = flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
+    uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
+    // K: key 16 i + j of the block, dims 2 p + t -> [p][i][j][t]. Read one
+    // key row at a time (contiguous), scatter into the block (16 KB, in L1).
+    for (int kj = 0; kj < KB; ++kj) {
+      const int key = b * KB + kj, i = kj / 16, j = kj % 16;
+      const KV* kr = k + static_cast<size_t>(key) * ld;
+      const KV* vr = v + static_cast<size_t>(key) * ld;
+      for (int x = 0; x < D; ++x) {
+        const uint16_t kx = key < n_kv ? to_bf(kr[x]) : 0;
+        kb[(((x / 2) * 4 + i) * 16 + j) * 2 + x % 2] = kx;
+        // V: key 2 kq + t, dim 16 c + j -> [kq][c][j][t].
+        const uint16_t vx = key < n_kv ? to_bf(vr[x]) : 0;
+        vb[(((kj / 2) * 4 + x / 16) * 16 + x % 16) * 2 + kj % 2] = vx;
+      }
+    }
+  }
+}
+}  // namespace
+
+void flash_pack_kv(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  pack_kv(k, v, n_kv, ld, kp, vp);
+}
+void flash_pack_kv(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  pack_kv(k, v, n_kv, ld, kp, vp);
+}
+
+void flash_d64_generic_scalar(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                              float* out, size_t ld_out) {
+  scalar_flash::flash_d64_generic(q, rows, kp, vp, n_kv, c, out, ld_out);
+}
+
+float flash_exp2_scalar(float x) { return scalar_flash::flash_exp2(x); }
+
+FlashKernel flash_kernel(const KernelTable& kt) {
+  switch (kt.isa) {
+    case Isa::scalar: return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
+    case Isa::avx2: return {"flash_d64_4x64__avx2", 4, flash_d64_generic_avx2};
+    case Isa::avx512:
+      if (cpu_features().avx512_bf16) return {"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16};
+      return {"flash_d64_4x64__avx2", 4, flash_d64_generic_avx2};  // AVX-512F without BF16
+    case Isa::amx:
+      if (&kt == &kernel_table_amx_emulated()) return {"flash_d64_32x64__amx_emulated", 32, flash_d64_amx_emulated};
+      return {"flash_d64_32x64__amx", 32, flash_d64_amx};
+  }
+  return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
+}
+
+}  // namespace ama::cpu

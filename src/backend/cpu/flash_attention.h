@@ -1,0 +1,89 @@
+// Flash attention for the encoder's shape: many queries over many keys, no
+// mask, d_head 64 (every Whisper size: tiny 6 heads, base 8, small 12,
+// medium 16, large 20, all of 64). One head's K and V are packed once per
+// call into the layout the dot instruction reads (below), then each block
+// of query rows streams over them with an online softmax; the n_q x n_kv
+// score matrix never exists.
+//
+// Packed layouts, per head, in blocks of kFlashKeys = 64 keys (the last
+// block zero-padded; its padded keys are masked out of the softmax):
+//   K: [block][d pair p < 32][key panel i < 4][16 keys][2]
+//      = bf16(K[64 b + 16 i + j][2 p + t]): one vdpbf16ps operand is the
+//      16 keys of a panel at one pair of head dims, and the 4 panels of a
+//      pair are 256 contiguous bytes. An AMX B tile (16 pairs x 16 keys) is
+//      the same bytes read with a 256-byte row stride.
+//   V: [block][key pair kp < 32][dim panel c < 4][16 dims][2]
+//      = bf16(V[64 b + 2 kp + t][16 c + j]): the P V product's operand is
+//      16 head dims at one pair of keys; again 256 contiguous bytes per pair.
+// Packing reads n_kv x 64 values per head and writes them once: 0.1 M
+// values against 1500 x 1500 x 64 x 2 = 288 M multiply-adds per head.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ama::cpu {
+
+inline constexpr int kFlashDim = 64;    // the head size the packed kernels take
+inline constexpr int kFlashKeys = 64;   // keys per block (see flash_attention_avx512.cpp for why)
+inline constexpr int kFlashMaxRows = 32;  // largest query tile of any variant (AMX)
+
+inline int flash_blocks(int n_kv) { return (n_kv + kFlashKeys - 1) / kFlashKeys; }
+// uint16 elements of one head's packed K (or V).
+inline size_t flash_packed_size(int n_kv) { return static_cast<size_t>(flash_blocks(n_kv)) * kFlashKeys * kFlashDim; }
+
+// Packs one head: rows j < n_kv of k and v (stride ld, at the head's slice),
+// f32 or bf16, into kp and vp (flash_packed_size(n_kv) each).
+void flash_pack_kv(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+void flash_pack_kv(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+
+// The kernel contract (KernelTable::flash_d64): q holds `rows` query rows
+// (rows <= the table's flash_rows) of 64 bf16 each, contiguous; kp and vp one
+// head's packed K and V over n_kv >= 1 keys; c = log2(e) / sqrt(64) turns a
+// dot product into the base-2 exponent of its softmax weight. Writes
+// out[r * ld_out + x] = sum_j softmax_j(c' q_r . k_j) v_j[x] for x < 64.
+// Scores, the softmax and the sums are f32; P is rounded to bf16 for the
+// P V product.
+using FlashD64Fn = void (*)(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                            float* out, size_t ld_out);
+
+// Portable kernels (plain C++; the scalar and AVX2 tables), 4 rows.
+void flash_d64_generic_scalar(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                              float* out, size_t ld_out);
+void flash_d64_generic_avx2(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                            float* out, size_t ld_out);
+// AVX-512 BF16 (vdpbf16ps), 6 rows; only where cpuid reports AVX512_BF16.
+void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                          float* out, size_t ld_out);
+
+// 2^x for x <= 0 as the kernels compute it (flash_attention_avx512.cpp:
+// degree-4 minimax polynomial), exposed for its test. x below -100 gives
+// 2^-100-ish instead of 0: against a softmax sum of at least 1, nothing.
+float flash_exp2_scalar(float x);
+void flash_exp2_avx512(const float* x, int n, float* y);
+
+// The online-softmax step of one key block for the AMX kernel, in AVX-512F:
+// s [rows][64] f32 scores of the block (keys >= valid are padding), m and l
+// the rows' running max (base-2 exponent units) and sum, o [rows][64] the
+// rows' running output, rescaled here; p [rows][64] receives bf16(2^(c s - m)).
+void flash_softmax_block_avx512(const float* s, int rows, int valid, float c, float* m, float* l, float* o,
+                                uint16_t* p);
+
+// The kernel each ISA's table uses, chosen here rather than in
+// the KernelTable so that the tables stay as they are.
+struct KernelTable;
+struct FlashKernel {
+  const char* name;
+  int rows;  // query rows per call
+  FlashD64Fn fn;
+};
+FlashKernel flash_kernel(const KernelTable& kt);
+
+// AMX tiles (kernels_amx.cpp, which owns the tile operations), 32 rows; the
+// emulated one runs the scalar model of the tiles.
+void flash_d64_amx(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c, float* out,
+                   size_t ld_out);
+void flash_d64_amx_emulated(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                            float* out, size_t ld_out);
+
+}  // namespace ama::cpu

@@ -1,0 +1,221 @@
+// Flash attention on AVX-512 BF16 (d_head 64; layouts in flash_attention.h).
+// Compiled with the AVX-512 flags; the vdpbf16ps kernel carries its own
+// target attribute and runs only where cpuid reports AVX512_BF16.
+//
+// flash_d64_6x64__avx512bf16: per call, 6 query rows against the whole key
+// range of one head, in blocks of 64 keys:
+//   1. S[6][64] = Q K^T: 24 zmm accumulators (6 rows x 4 panels of 16 keys);
+//      per pair of head dims, 4 loads of K (256 contiguous bytes) and 6
+//      broadcasts of a Q pair straight from memory (vdpbf16ps's {1to16}
+//      operand: a load-port slot, no shuffle), 24 vdpbf16ps.
+//   2. The online softmax, in the registers that hold S: the row max (one
+//      horizontal max per row and block), the new running max m, 2^(c s - m)
+//      with the polynomial below, lane-wise running sums (one horizontal sum
+//      per row at the very end), and P rounded to bf16 (vcvtne2ps2bf16, 32
+//      values per instruction) into a 768-byte buffer.
+//   3. O[6][64] += P V: O (1.5 KB, in L1) loaded into 24 accumulators,
+//      rescaled by 2^(m_old - m_new), 32 key pairs x (4 loads of V, 6
+//      broadcasts of a P pair, 24 vdpbf16ps), stored back.
+// The Q tile stays in L1 (768 bytes) and is read by the broadcasts, which
+// leaves all 32 registers to the 24 accumulators and the operands; holding it
+// in registers would need a shuffle per broadcast, on the same pipes as the
+// dot products.
+// Per block: 768 + 768 vdpbf16ps, against about 24 x 11 softmax instructions
+// of which ~7 per zmm use the multiply-add pipes (the polynomial, the scale)
+// and 24 x 2 loads/stores of O. Block size: 64 keys x 64 dims x 2 (K and V)
+// x 2 bytes = 16 KB per block, half of Zen 4's 32 KB L1d next to Q, O and P
+// (3 KB); one head's K and V (1500 keys: 384 KB) stay in the 1 MB L2 while
+// a thread runs that head's 250 query tiles. 6 rows: 6 x 4 + 4 = 28 of the
+// 32 zmm; 7 rows would need 32 and spill, 1500 = 250 x 6 has no tail.
+// GCC 12 warns inside its own AVX-512 headers (the masked builtins' undefined
+// pass-through operand): a known false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/flash_attention.h"
+#include "core/half.h"
+
+namespace ama::cpu {
+
+namespace avx512_flash {
+#include "backend/cpu/flash_attention_generic.h"
+
+// flash_exp2 (flash_attention_generic.h), 16 lanes: the same steps, with
+// fused multiply-adds in the polynomial. max(-100, x) keeps a NaN (vmaxps
+// returns its second operand when either is NaN).
+static inline __m512 exp2v(__m512 x) {
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  x = _mm512_max_ps(_mm512_set1_ps(-100.0f), x);
+  const __m512 t = _mm512_add_ps(x, magic);
+  const __m512 f = _mm512_sub_ps(x, _mm512_sub_ps(t, magic));
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C4), f, _mm512_set1_ps(AMA_FLASH_EXP2_C3));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C1));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
+  return _mm512_castsi512_ps(
+      _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_castps_si512(t), 23)));
+}
+
+// Lanes of key panel i (keys 16 i ..) that are real keys, for `valid` keys.
+static inline __mmask16 panel_mask(int valid, int i) {
+  const int n = std::clamp(valid - 16 * i, 0, 16);
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
+static inline __m512bh bcast_pair(const uint16_t* p) {
+  uint32_t pair;
+  std::memcpy(&pair, p, 4);
+  return (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+}
+
+template <int R>
+__attribute__((target("avx512bf16"))) static void flash_rows(const uint16_t* q, const uint16_t* kp,
+                                                             const uint16_t* vp, int n_kv, float c, float* out,
+                                                             size_t ld_out) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  alignas(64) float o[R][D] = {};
+  alignas(64) uint16_t pb[R][KB];
+  __m512 lv[R];
+  float m[R], alpha[R];
+  for (int r = 0; r < R; ++r) m[r] = -INFINITY, lv[r] = _mm512_setzero_ps();
+  const __m512 cv = _mm512_set1_ps(c);
+  const int blocks = flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    const uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
+    const uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
+    __m512 s[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) s[r][i] = _mm512_setzero_ps();
+    for (int p = 0; p < D / 2; ++p) {
+      __m512bh k[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) k[i] = (__m512bh)_mm512_loadu_si512(kb + p * 128 + i * 32);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512bh qv = bcast_pair(q + r * D + 2 * p);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) s[r][i] = _mm512_dpbf16_ps(s[r][i], qv, k[i]);
+      }
+    }
+    const int valid = std::min(KB, n_kv - b * KB);
+    __mmask16 mask[4] = {0xffff, 0xffff, 0xffff, 0xffff};
+    if (valid < KB) {  // the last block's padding: out of the max, weight 0
+      for (int i = 0; i < 4; ++i) {
+        mask[i] = panel_mask(valid, i);
+        for (int r = 0; r < R; ++r) s[r][i] = _mm512_mask_blend_ps(mask[i], _mm512_set1_ps(-INFINITY), s[r][i]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      // c > 0, so max(c s) = c max(s): one multiply per row, not per score.
+      const float bm = c * _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(s[r][0], s[r][1]), _mm512_max_ps(s[r][2], s[r][3])));
+      const float mn = std::max(m[r], bm);
+      alpha[r] = flash_exp2(m[r] - mn);
+      m[r] = mn;
+      const __m512 mv = _mm512_set1_ps(mn);
+      __m512 e[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) e[i] = _mm512_maskz_mov_ps(mask[i], exp2v(_mm512_fmsub_ps(s[r][i], cv, mv)));
+      lv[r] = _mm512_fmadd_ps(lv[r], _mm512_set1_ps(alpha[r]),
+                              _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3])));
+      _mm512_store_si512(pb[r], (__m512i)_mm512_cvtne2ps_pbh(e[1], e[0]));
+      _mm512_store_si512(pb[r] + 32, (__m512i)_mm512_cvtne2ps_pbh(e[3], e[2]));
+    }
+    __m512 acc[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), av);
+    }
+    for (int kq = 0; kq < KB / 2; ++kq) {
+      __m512bh v[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) v[i] = (__m512bh)_mm512_loadu_si512(vb + kq * 128 + i * 32);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512bh pv = bcast_pair(pb[r] + 2 * kq);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], pv, v[i]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) _mm512_store_ps(o[r] + 16 * i, acc[r][i]);
+  }
+  for (int r = 0; r < R; ++r) {
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(lv[r]));
+    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + r * ld_out + 16 * i, _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), inv));
+  }
+}
+
+// bf16(x), round to nearest even, 16 lanes in AVX-512F (the AMX path may
+// run where AVX512_BF16's vcvtne2ps2bf16 is absent: the emulated tiles).
+static inline __m256i to_bf16_rne(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  return _mm512_cvtepi32_epi16(r);
+}
+}  // namespace avx512_flash
+
+void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                          float* out, size_t ld_out) {
+  switch (rows) {
+    case 1: return avx512_flash::flash_rows<1>(q, kp, vp, n_kv, c, out, ld_out);
+    case 2: return avx512_flash::flash_rows<2>(q, kp, vp, n_kv, c, out, ld_out);
+    case 3: return avx512_flash::flash_rows<3>(q, kp, vp, n_kv, c, out, ld_out);
+    case 4: return avx512_flash::flash_rows<4>(q, kp, vp, n_kv, c, out, ld_out);
+    case 5: return avx512_flash::flash_rows<5>(q, kp, vp, n_kv, c, out, ld_out);
+    default: return avx512_flash::flash_rows<6>(q, kp, vp, n_kv, c, out, ld_out);
+  }
+}
+
+void flash_exp2_avx512(const float* x, int n, float* y) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, avx512_flash::exp2v(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, k, avx512_flash::exp2v(_mm512_maskz_loadu_ps(k, x + i)));
+  }
+}
+
+void flash_softmax_block_avx512(const float* s, int rows, int valid, float c, float* m, float* l, float* o,
+                                uint16_t* p) {
+  using namespace avx512_flash;
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  const __m512 cv = _mm512_set1_ps(c);
+  for (int r = 0; r < rows; ++r) {
+    const float* sr = s + r * KB;
+    __m512 x[4];
+    __mmask16 mask[4];
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < 4; ++i) {
+      mask[i] = panel_mask(valid, i);
+      x[i] = _mm512_mask_blend_ps(mask[i], _mm512_set1_ps(-INFINITY), _mm512_loadu_ps(sr + 16 * i));
+      mx = _mm512_max_ps(mx, x[i]);
+    }
+    const float mn = std::max(m[r], c * _mm512_reduce_max_ps(mx));
+    const float alpha = flash_exp2(m[r] - mn);
+    m[r] = mn;
+    __m512 sum = _mm512_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      const __m512 e = _mm512_maskz_mov_ps(mask[i], exp2v(_mm512_fmsub_ps(x[i], cv, _mm512_set1_ps(mn))));
+      sum = _mm512_add_ps(sum, e);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + r * KB + 16 * i), to_bf16_rne(e));
+    }
+    l[r] = l[r] * alpha + _mm512_reduce_add_ps(sum);
+    for (int i = 0; i < 4; ++i)
+      _mm512_storeu_ps(o + r * D + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(o + r * D + 16 * i), _mm512_set1_ps(alpha)));
+  }
+}
+
+}  // namespace ama::cpu

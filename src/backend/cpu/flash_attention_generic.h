@@ -1,0 +1,107 @@
+// The portable flash-attention kernel (d_head 64, flash_attention.h), plain
+// C++ on the same packed layouts as the AVX-512 and AMX kernels, with the
+// same arithmetic: bf16 inputs widened exactly to f32, f32 scores and sums,
+// the same base-2 polynomial exp, P rounded to bf16 before P V. Included
+// inside one namespace per ISA (flash_attention.cpp: baseline x86-64;
+// flash_attention_avx2.cpp: AVX2 + FMA), so each copy is vectorized for its
+// ISA. The loops run over the 16 lanes of a panel innermost, which the
+// compiler turns into vector code.
+//
+// Not a header for general use: it defines functions with internal linkage,
+// and the including file first includes <algorithm>, <cmath>, <cstring>,
+// flash_attention.h and core/half.h (outside its namespace).
+#pragma once
+
+// 2^x on [-0.5, 0.5]: degree-4 polynomial fitted by the Remez exchange for
+// relative error, max 2.6e-6 (about 22 ulp of f32; P is then rounded to
+// bf16, relative 2^-8 = 3.9e-3, so a closer fit would change nothing that
+// survives). Degree 3 would be 7.5e-5, degree 5 7.5e-8.
+#define AMA_FLASH_EXP2_C0 0x1.ffffe737ddf35p-1f
+#define AMA_FLASH_EXP2_C1 0x1.62e0dccce0906p-1f
+#define AMA_FLASH_EXP2_C2 0x1.ec06daaa76107p-3f
+#define AMA_FLASH_EXP2_C3 0x1.ca1440aaadb92p-5f
+#define AMA_FLASH_EXP2_C4 0x1.3997d55b77df6p-7f
+
+// 2^x for x <= 0: n = round(x) by adding 1.5 * 2^23 (the sum's low mantissa
+// bits are then n in two's complement), f = x - n in [-0.5, 0.5], 2^f by the
+// polynomial, and 2^n added into the exponent bits. x is clamped at -100:
+// the softmax sum always holds a term 2^0 = 1, so 2^-100 (8e-31) instead of
+// a true 0 is invisible, and the exponent stays far from denormals.
+[[maybe_unused]] static inline float flash_exp2(float x) {
+  x = x < -100.0f ? -100.0f : x;
+  const float t = x + 12582912.0f;
+  const float n = t - 12582912.0f;
+  const float f = x - n;
+  float p = AMA_FLASH_EXP2_C4;
+  p = p * f + AMA_FLASH_EXP2_C3;
+  p = p * f + AMA_FLASH_EXP2_C2;
+  p = p * f + AMA_FLASH_EXP2_C1;
+  p = p * f + AMA_FLASH_EXP2_C0;
+  uint32_t tb, pb;
+  std::memcpy(&tb, &t, 4);
+  std::memcpy(&pb, &p, 4);
+  pb += tb << 23;
+  std::memcpy(&p, &pb, 4);
+  return p;
+}
+
+// 4 query rows: the score block s[4][64] and the output o[4][64] are 2 KB
+// each, in L1 next to the 16 KB of the K and V block.
+[[maybe_unused]] static void flash_d64_generic(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                              float* out, size_t ld_out) {
+  constexpr int R = 4, D = ama::cpu::kFlashDim, KB = ama::cpu::kFlashKeys;
+  float qf[R][D] = {}, o[R][D] = {}, s[R][KB], m[R], l[R];
+  alignas(64) float pf[R][KB];
+  for (int r = 0; r < rows; ++r) {
+    for (int x = 0; x < D; ++x) qf[r][x] = ama::bf16_to_f32(q[r * D + x]);
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+  }
+  const int blocks = ama::cpu::flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    const int valid = std::min(KB, n_kv - b * KB);
+    const uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
+    const uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < KB; ++j) s[r][j] = 0.0f;
+    for (int p = 0; p < D / 2; ++p)
+      for (int i = 0; i < 4; ++i) {
+        float k0[16], k1[16];
+        for (int j = 0; j < 16; ++j) {
+          k0[j] = ama::bf16_to_f32(kb[((p * 4 + i) * 16 + j) * 2]);
+          k1[j] = ama::bf16_to_f32(kb[((p * 4 + i) * 16 + j) * 2 + 1]);
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int j = 0; j < 16; ++j) s[r][16 * i + j] += qf[r][2 * p] * k0[j] + qf[r][2 * p + 1] * k1[j];
+      }
+    for (int r = 0; r < rows; ++r) {
+      float bm = -INFINITY;
+      for (int j = 0; j < valid; ++j) bm = std::max(bm, s[r][j] * c);
+      const float mn = std::max(m[r], bm);
+      const float alpha = flash_exp2(m[r] - mn);
+      m[r] = mn;
+      float sum = 0.0f;
+      for (int j = 0; j < KB; ++j) {
+        const float e = j < valid ? flash_exp2(s[r][j] * c - mn) : 0.0f;
+        sum += e;
+        pf[r][j] = ama::bf16_to_f32(ama::f32_to_bf16(e));
+      }
+      l[r] = l[r] * alpha + sum;
+      for (int x = 0; x < D; ++x) o[r][x] *= alpha;
+    }
+    for (int kq = 0; kq < KB / 2; ++kq)
+      for (int cp = 0; cp < 4; ++cp) {
+        float v0[16], v1[16];
+        for (int j = 0; j < 16; ++j) {
+          v0[j] = ama::bf16_to_f32(vb[((kq * 4 + cp) * 16 + j) * 2]);
+          v1[j] = ama::bf16_to_f32(vb[((kq * 4 + cp) * 16 + j) * 2 + 1]);
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int j = 0; j < 16; ++j) o[r][16 * cp + j] += pf[r][2 * kq] * v0[j] + pf[r][2 * kq + 1] * v1[j];
+      }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const float inv = 1.0f / l[r];
+    for (int x = 0; x < D; ++x) out[r * ld_out + x] = o[r][x] * inv;
+  }
+}

@@ -1,0 +1,266 @@
+// The flash-attention kernels for d_head 64 (flash_attention.h) of every
+// ISA table (scalar, avx2, avx512, and AMX on the scalar tile model) against
+// a plain double-precision reference, at the encoder's real shape and at
+// awkward ones, and their base-2 exponential against std::exp2.
+//
+// The kernels take Q, K and V in bf16, so the reference runs on the same
+// bf16 values (exact in double) and the test bounds what the kernels add:
+//  - P is rounded to bf16 before P V: each term of the numerator moves by at
+//    most u = 2^-8 relative, so an output moves by at most
+//    u a_x, a_x = sum_j p_j |v_j[x]| / sum_j p_j;
+//  - every weight 2^(c s_j - m) is off by a relative eps_w: the polynomial
+//    (3e-6), the f32 score (64 bf16 products summed in f32: 64 2^-24 S1 in
+//    dot units, S1 = max_j sum |q k_j|, times c ln 2 in the exponent), the
+//    rounding of c s - m (2^-24 |c s|max ln 2) and the rescalings by
+//    2^(m_old - m_new), which hit the output and the sum alike and so only
+//    add their roundings (2^-24 per block, twice); weights off by eps_w
+//    relative move a weighted average by at most 2 eps_w a_x;
+//  - the sums over n_kv keys in f32 add at most n_kv 2^-24 a_x each
+//    (numerator and denominator).
+// Bound: (u + 2 eps_w + 2 (n_kv + 2) 2^-24) a_x + 1e-30.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/flash_attention.h"
+#include "backend/cpu/kernels.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+
+namespace ama {
+namespace {
+
+constexpr double kU32 = 1.0 / 16777216.0;  // 2^-24
+constexpr double kUbf16 = 1.0 / 256.0;     // 2^-8, bf16's unit roundoff (8 significant bits)
+constexpr double kExp2Err = 3e-6;          // flash_exp2: 2.6e-6 (Remez) + a few f32 roundings
+
+std::vector<float> random_vec(size_t n, unsigned seed, float scale) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+std::vector<float> bf16_rounded(const std::vector<float>& x) {
+  std::vector<float> r(x.size());
+  for (size_t i = 0; i < x.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  return r;
+}
+
+struct Variant {
+  const char* label;
+  const cpu::KernelTable* (*table)();  // null: not on this CPU
+  const char* kernel_prefix;            // what flash_kernel() must pick
+};
+
+const cpu::KernelTable* table_or_null(Isa isa) { return isa_supported(isa) ? &cpu::kernel_table(isa) : nullptr; }
+
+std::vector<Variant> variants() {
+  return {
+      {"scalar", [] { return table_or_null(Isa::scalar); }, "flash_d64_4x64__scalar"},
+      {"avx2", [] { return table_or_null(Isa::avx2); }, "flash_d64_4x64__avx2"},
+      {"avx512", [] { return table_or_null(Isa::avx512); }, "flash_d64_"},
+      // The emulated tiles' softmax step is AVX-512F code.
+      {"amx_emulated",
+       []() -> const cpu::KernelTable* {
+         return isa_supported(Isa::avx512) ? &cpu::kernel_table_amx_emulated() : nullptr;
+       },
+       "flash_d64_32x64__amx_emulated"},
+      {"amx", [] { return table_or_null(Isa::amx); }, "flash_d64_32x64__amx"},
+  };
+}
+
+struct Shape {
+  int n_q, n_kv, n_head;
+  float q_scale;  // larger scores: sharper softmax, more rescaling
+};
+
+class FlashAttention : public ::testing::TestWithParam<Variant> {
+ protected:
+  void SetUp() override {
+    kt_ = GetParam().table();
+    if (!kt_) GTEST_SKIP() << GetParam().label << " is not supported by this CPU";
+  }
+  const cpu::KernelTable* kt_ = nullptr;
+};
+
+// Runs attention_flash_bf16 (which takes the d_head 64 kernels) on one
+// shape and checks rows (all of them, or every `row_step`-th plus the last)
+// against the reference; the failure names the worst element.
+void check_shape(const cpu::KernelTable& kt, const Shape& sh, int row_step) {
+  constexpr int d = 64;
+  const int w = sh.n_head * d;
+  // Q, K, V rows with 3 extra columns: the kernels must honour the strides.
+  const int ld = w + 3;
+  auto q = random_vec(static_cast<size_t>(sh.n_q) * ld, 11 + sh.n_q, sh.q_scale);
+  auto k = random_vec(static_cast<size_t>(sh.n_kv) * ld, 12 + sh.n_kv, 1.0f);
+  auto v = random_vec(static_cast<size_t>(sh.n_kv) * ld, 13 + sh.n_kv, 1.0f);
+  const int ld_out = w + 5;
+  std::vector<float> out(static_cast<size_t>(sh.n_q) * ld_out, NAN);
+  ThreadPool pool(2);
+  const cpu::AttentionArgs args{q.data(), sh.n_q, ld, sh.n_kv, ld, sh.n_head, d, false, 0, out.data(), ld_out};
+  cpu::attention_flash_bf16(kt, pool, args, k.data(), v.data());
+
+  const auto qb = bf16_rounded(q), kb = bf16_rounded(k), vb = bf16_rounded(v);
+  const double c = 1.4426950408889634 / 8.0;  // log2(e) / sqrt(64)
+  const int blocks = cpu::flash_blocks(sh.n_kv);
+  double worst = -1, worst_got = 0, worst_ref = 0, worst_tol = 0;
+  int worst_h = 0, worst_i = 0, worst_x = 0;
+  std::vector<double> s(sh.n_kv);
+  std::vector<int> rows;
+  for (int i = 0; i < sh.n_q; i += row_step) rows.push_back(i);
+  if (rows.back() != sh.n_q - 1) rows.push_back(sh.n_q - 1);
+  for (int h = 0; h < sh.n_head; ++h)
+    for (int i : rows) {
+      const float* qi = qb.data() + static_cast<size_t>(i) * ld + h * d;
+      double mx = -INFINITY, s1 = 0;
+      for (int j = 0; j < sh.n_kv; ++j) {
+        const float* kj = kb.data() + static_cast<size_t>(j) * ld + h * d;
+        double t = 0, a = 0;
+        for (int x = 0; x < d; ++x) t += static_cast<double>(qi[x]) * kj[x], a += std::fabs(static_cast<double>(qi[x]) * kj[x]);
+        s[j] = t / 8.0;
+        mx = std::max(mx, s[j]);
+        s1 = std::max(s1, a);
+      }
+      const double xmax = c * s1;  // |c q.k| for every key
+      const double eps_w = kExp2Err + std::log(2.0) * (c * 64 * kU32 * s1 + kU32 * xmax) + 2 * blocks * kU32;
+      const double rel = kUbf16 + 2 * eps_w + 2 * (sh.n_kv + 2) * kU32;
+      double sum = 0;
+      for (auto& t : s) sum += t = std::exp(t - mx);
+      for (int x = 0; x < d; ++x) {
+        double num = 0, abs_num = 0;
+        for (int j = 0; j < sh.n_kv; ++j) {
+          const double vj = vb[static_cast<size_t>(j) * ld + h * d + x];
+          num += s[j] * vj;
+          abs_num += s[j] * std::fabs(vj);
+        }
+        const double ref = num / sum, tol = rel * abs_num / sum + 1e-30;
+        const double got = out[static_cast<size_t>(i) * ld_out + h * d + x];
+        const double ratio = std::isfinite(got) ? std::fabs(got - ref) / tol : INFINITY;
+        if (ratio > worst) worst = ratio, worst_got = got, worst_ref = ref, worst_tol = tol, worst_h = h, worst_i = i, worst_x = x;
+      }
+    }
+  std::ostringstream where;
+  where << "n_q=" << sh.n_q << " n_kv=" << sh.n_kv << " heads=" << sh.n_head << ": worst at row " << worst_i
+        << ", col " << worst_x << ", head " << worst_h << ": got " << worst_got << ", reference " << worst_ref
+        << ", bound " << worst_tol << " (error / bound = " << worst << ")";
+  EXPECT_LE(worst, 1.0) << where.str();
+  // The padding columns of out are never written.
+  for (int i = 0; i < sh.n_q; ++i)
+    for (int x = w; x < ld_out; ++x) ASSERT_TRUE(std::isnan(out[static_cast<size_t>(i) * ld_out + x])) << where.str();
+  ::testing::Test::RecordProperty("worst_error_over_bound_" + std::to_string(sh.n_q) + "x" + std::to_string(sh.n_kv),
+                 std::to_string(worst));
+}
+
+TEST_P(FlashAttention, PicksTheKernelOfItsIsa) {
+  const cpu::FlashKernel fk = cpu::flash_kernel(*kt_);
+  EXPECT_EQ(std::string(fk.name).rfind(GetParam().kernel_prefix, 0), 0u) << fk.name;
+  EXPECT_LE(fk.rows, cpu::kFlashMaxRows);
+  if (kt_->isa == Isa::avx512 && cpu_features().avx512_bf16) {
+    EXPECT_STREQ(fk.name, "flash_d64_6x64__avx512bf16");
+  }
+}
+
+// The encoder's shape: 1500 queries over 1500 keys (23 full blocks of 64 and
+// one of 28), a few heads. Every 7th row (and the last) is checked against
+// the O(n_kv d) reference; the scalar-model AMX runs one head.
+TEST_P(FlashAttention, EncoderShapeMatchesDoubleReference) {
+  const bool slow = std::string(GetParam().label) == "amx_emulated";
+  check_shape(*kt_, {1500, 1500, slow ? 1 : 3, 1.0f}, 7);
+}
+
+// Awkward shapes: one query, one key, key counts around the block of 64,
+// query counts around every row tile (4, 6, 32), and sharp softmaxes
+// (queries scaled by 4: scores up to ~30, so the running max moves and the
+// rescaling matters).
+TEST_P(FlashAttention, AwkwardShapesMatchDoubleReference) {
+  const std::vector<Shape> shapes = {{1, 1500, 2, 1.0f}, {1, 1, 1, 1.0f},   {17, 1, 3, 1.0f},  {33, 65, 2, 1.0f},
+                                     {7, 63, 1, 1.0f},   {6, 64, 2, 1.0f},  {5, 129, 1, 4.0f}, {31, 200, 2, 4.0f},
+                                     {1499, 1499, 1, 1.0f}, {64, 1500, 1, 4.0f}};
+  for (const Shape& sh : shapes) check_shape(*kt_, sh, sh.n_q > 100 ? 11 : 1);
+}
+
+// The result of a query row depends only on that row, never on the tile it
+// shares or on the thread count (each row is one task, keys in fixed order).
+TEST_P(FlashAttention, RowsDoNotDependOnTilingOrThreads) {
+  constexpr int d = 64, heads = 2, n_kv = 300, n_q = 45;
+  const int w = heads * d;
+  auto q = random_vec(static_cast<size_t>(n_q) * w, 21, 1.0f), k = random_vec(static_cast<size_t>(n_kv) * w, 22, 1.0f),
+       v = random_vec(static_cast<size_t>(n_kv) * w, 23, 1.0f);
+  std::vector<float> all(q.size()), one(w), two(q.size());
+  ThreadPool p1(1), p2(2);
+  cpu::attention_flash_bf16(*kt_, p2, {q.data(), n_q, w, n_kv, w, heads, d, false, 0, all.data(), w}, k.data(), v.data());
+  cpu::attention_flash_bf16(*kt_, p1, {q.data(), n_q, w, n_kv, w, heads, d, false, 0, two.data(), w}, k.data(), v.data());
+  EXPECT_EQ(all, two);
+  for (int i = 0; i < n_q; i += 11) {
+    cpu::attention_flash_bf16(*kt_, p1, {q.data() + static_cast<size_t>(i) * w, 1, w, n_kv, w, heads, d, false, 0, one.data(), w},
+                              k.data(), v.data());
+    for (int x = 0; x < w; ++x) ASSERT_EQ(one[x], all[static_cast<size_t>(i) * w + x]) << "row " << i << " col " << x;
+  }
+}
+
+// bf16 K/V caches (a decoder prompt's cross-attention) give what the same
+// values in f32 give.
+TEST_P(FlashAttention, Bf16KeysAndValuesMatchF32) {
+  constexpr int d = 64, heads = 2, n_kv = 150, n_q = 40;
+  const int w = heads * d;
+  auto q = random_vec(static_cast<size_t>(n_q) * w, 31, 1.0f);
+  auto k = bf16_rounded(random_vec(static_cast<size_t>(n_kv) * w, 32, 1.0f));
+  auto v = bf16_rounded(random_vec(static_cast<size_t>(n_kv) * w, 33, 1.0f));
+  std::vector<uint16_t> k16(k.size()), v16(v.size());
+  for (size_t i = 0; i < k.size(); ++i) k16[i] = f32_to_bf16(k[i]), v16[i] = f32_to_bf16(v[i]);
+  std::vector<float> a(q.size()), b(q.size());
+  ThreadPool pool(2);
+  const cpu::AttentionArgs args{q.data(), n_q, w, n_kv, w, heads, d, false, 0, a.data(), w};
+  cpu::attention_flash_bf16(*kt_, pool, args, k.data(), v.data());
+  cpu::AttentionArgs args16 = args;
+  args16.out = b.data();
+  cpu::attention_flash_bf16(*kt_, pool, args16, k16.data(), v16.data());
+  EXPECT_EQ(a, b);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, FlashAttention, ::testing::ValuesIn(variants()),
+                         [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.label); });
+
+// The base-2 exponential of the softmax: 2.6e-6 from the polynomial, a few
+// f32 roundings on top; bounded by kExp2Err over [-100, 0] (every 2^-13, and
+// the values near the clamp and integer boundaries); 2^-inf gives ~0, NaN
+// stays NaN.
+TEST(FlashExp2, RelativeErrorBelowBound) {
+  std::vector<float> xs;
+  for (int i = 0; i <= 100 * 8192; ++i) xs.push_back(-static_cast<float>(i) / 8192.0f);
+  for (float x : {-0.5f, -0.49999997f, -0.50000006f, -1.5f, -99.5f, -99.99f, -100.0f, -1e-30f, 0.0f})
+    xs.push_back(x);
+  double worst = 0, worst_x = 0;
+  std::vector<float> ys(xs.size());
+  const bool avx512 = isa_supported(Isa::avx512);
+  if (avx512) cpu::flash_exp2_avx512(xs.data(), static_cast<int>(xs.size()), ys.data());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double ref = std::exp2(static_cast<double>(xs[i]));
+    for (double got : {static_cast<double>(cpu::flash_exp2_scalar(xs[i])), avx512 ? static_cast<double>(ys[i]) : ref}) {
+      const double rel = std::fabs(got - ref) / ref;
+      if (rel > worst) worst = rel, worst_x = xs[i];
+    }
+  }
+  EXPECT_LE(worst, kExp2Err) << "at x = " << worst_x;
+  ::testing::Test::RecordProperty("exp2_max_rel_error", std::to_string(worst));
+  EXPECT_LE(cpu::flash_exp2_scalar(-INFINITY), std::ldexp(1.0f, -99));
+  EXPECT_LE(cpu::flash_exp2_scalar(-1000.0f), std::ldexp(1.0f, -99));
+  EXPECT_TRUE(std::isnan(cpu::flash_exp2_scalar(NAN)));
+  if (avx512) {
+    const float special[3] = {-INFINITY, -1000.0f, NAN};
+    float out[3];
+    cpu::flash_exp2_avx512(special, 3, out);
+    EXPECT_LE(out[0], std::ldexp(1.0f, -99));
+    EXPECT_LE(out[1], std::ldexp(1.0f, -99));
+    EXPECT_TRUE(std::isnan(out[2]));
+  }
+}
+
+}  // namespace
+}  // namespace ama
