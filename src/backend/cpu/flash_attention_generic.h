@@ -45,39 +45,56 @@
   return p;
 }
 
-// 4 query rows: the score block s[4][64] and the output o[4][64] are 2 KB
-// each, in L1 next to the 16 KB of the K and V block.
-[[maybe_unused]] static void flash_d64_generic(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
-                              float* out, size_t ld_out) {
+// A packed pair of bf16 (element 2 j of the pair in the low half) as two
+// floats: a shift and a mask, which the compiler does 4 or 8 lanes at a time.
+static inline float flash_lo(uint32_t w) {
+  const uint32_t u = w << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+static inline float flash_hi(uint32_t w) {
+  const uint32_t u = w & 0xffff0000u;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// 4 query rows. Each product is an accumulator tile of 4 rows x 16 columns
+// (one key panel, or one panel of head dims), summed over 32 pairs in
+// registers (AVX2: 8 ymm) and written once: 4 x 64 scores and 4 x 64
+// outputs (1 KB each) stay in L1 beside the 16 KB K and V block.
+[[maybe_unused]] static void flash_d64_generic(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp,
+                                               int n_kv, float c, float* out, size_t ld_out) {
   constexpr int R = 4, D = ama::cpu::kFlashDim, KB = ama::cpu::kFlashKeys;
-  float qf[R][D] = {}, o[R][D] = {}, s[R][KB], m[R], l[R];
-  alignas(64) float pf[R][KB];
+  float qf[R][D] = {}, o[R][D] = {}, s[R][KB], m[R] = {}, l[R] = {};
+  float pf[R][KB];
   for (int r = 0; r < rows; ++r) {
     for (int x = 0; x < D; ++x) qf[r][x] = ama::bf16_to_f32(q[r * D + x]);
     m[r] = -INFINITY;
-    l[r] = 0.0f;
   }
   const int blocks = ama::cpu::flash_blocks(n_kv);
   for (int b = 0; b < blocks; ++b) {
     const int valid = std::min(KB, n_kv - b * KB);
     const uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
     const uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < KB; ++j) s[r][j] = 0.0f;
-    for (int p = 0; p < D / 2; ++p)
-      for (int i = 0; i < 4; ++i) {
-        float k0[16], k1[16];
-        for (int j = 0; j < 16; ++j) {
-          k0[j] = ama::bf16_to_f32(kb[((p * 4 + i) * 16 + j) * 2]);
-          k1[j] = ama::bf16_to_f32(kb[((p * 4 + i) * 16 + j) * 2 + 1]);
-        }
-        for (int r = 0; r < rows; ++r)
-          for (int j = 0; j < 16; ++j) s[r][16 * i + j] += qf[r][2 * p] * k0[j] + qf[r][2 * p + 1] * k1[j];
+    for (int i = 0; i < 4; ++i) {  // key panel
+      float acc[R][16] = {};
+      for (int p = 0; p < D / 2; ++p) {
+        uint32_t w[16];
+        std::memcpy(w, kb + (p * 4 + i) * 32, sizeof w);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) acc[r][j] += qf[r][2 * p] * flash_lo(w[j]) + qf[r][2 * p + 1] * flash_hi(w[j]);
       }
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 16; ++j) s[r][16 * i + j] = acc[r][j];
+    }
     for (int r = 0; r < rows; ++r) {
       float bm = -INFINITY;
-      for (int j = 0; j < valid; ++j) bm = std::max(bm, s[r][j] * c);
-      const float mn = std::max(m[r], bm);
+      for (int j = 0; j < valid; ++j) bm = std::max(bm, s[r][j]);
+      const float mn = std::max(m[r], c * bm);  // c > 0: max(c s) = c max(s)
       const float alpha = flash_exp2(m[r] - mn);
       m[r] = mn;
       float sum = 0.0f;
@@ -89,16 +106,23 @@
       l[r] = l[r] * alpha + sum;
       for (int x = 0; x < D; ++x) o[r][x] *= alpha;
     }
-    for (int kq = 0; kq < KB / 2; ++kq)
-      for (int cp = 0; cp < 4; ++cp) {
-        float v0[16], v1[16];
-        for (int j = 0; j < 16; ++j) {
-          v0[j] = ama::bf16_to_f32(vb[((kq * 4 + cp) * 16 + j) * 2]);
-          v1[j] = ama::bf16_to_f32(vb[((kq * 4 + cp) * 16 + j) * 2 + 1]);
-        }
-        for (int r = 0; r < rows; ++r)
-          for (int j = 0; j < 16; ++j) o[r][16 * cp + j] += pf[r][2 * kq] * v0[j] + pf[r][2 * kq + 1] * v1[j];
+    for (int r = rows; r < R; ++r)
+      for (int j = 0; j < KB; ++j) pf[r][j] = 0.0f;
+    for (int cp = 0; cp < 4; ++cp) {  // panel of head dims
+      float acc[R][16];
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 16; ++j) acc[r][j] = o[r][16 * cp + j];
+      for (int kq = 0; kq < KB / 2; ++kq) {
+        uint32_t w[16];
+        std::memcpy(w, vb + (kq * 4 + cp) * 32, sizeof w);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) acc[r][j] += pf[r][2 * kq] * flash_lo(w[j]) + pf[r][2 * kq + 1] * flash_hi(w[j]);
       }
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 16; ++j) o[r][16 * cp + j] = acc[r][j];
+    }
   }
   for (int r = 0; r < rows; ++r) {
     const float inv = 1.0f / l[r];
