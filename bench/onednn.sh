@@ -17,6 +17,14 @@ if [ ! -x "$bench" ]; then
   echo "onednn.sh: error: $bench not found (cmake --build $build --target amanuensis_bench)" >&2
   exit 1
 fi
+# GNU OpenMP's default wait policy keeps oneDNN's worker spinning after each
+# matmul, and since the two sides alternate, that spinning thread competed
+# with our pool for the 2 cores: on a loaded machine, base 1500x512x512 at 2
+# threads took ours 24.1 ms and oneDNN 48.0 ms (bf16), 14.4 and 15.9 with
+# passive waiting (int8: 12.2 / 46.7 against 9.4 / 7.0). Our pool polls only
+# a few tens of microseconds before sleeping, so passive is the like-for-like
+# setting. libgomp reads it at load time, hence here and not in the program.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 mkdir -p "$(dirname "$out")"
 "$bench" --onednn-compare --threads 1,2 "$@" > "$out.tmp"
 mv "$out.tmp" "$out"

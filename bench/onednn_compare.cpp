@@ -43,6 +43,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -490,8 +491,10 @@ int onednn_compare_main(int argc, char** argv) {
   }
 
   std::printf("# Our GEMMs against oneDNN %d.%d.%d\n\n", v->major, v->minor, v->patch);
-  std::printf("Machine: %s. Our backend: %s.\n\n", describe_cpu().substr(0, describe_cpu().find('\n')).c_str(),
-              isa_name(selected_isa().isa));
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  std::printf("Machine: %s. Our backend: %s. OMP_WAIT_POLICY=%s (bench/onednn.sh sets passive).\n\n",
+              describe_cpu().substr(0, describe_cpu().find('\n')).c_str(), isa_name(selected_isa().isa),
+              wait_policy ? wait_policy : "(unset: libgomp spins)");
   std::printf("Medians of the repetitions (reps), ours and oneDNN alternating, f32 activations in and f32 out, "
               "activation conversion included on both sides, weights pre-packed. ratio = oneDNN ms / ours "
               "(>= 1: we are at least as fast). %% peak: of this machine's measured peak for the type and thread "
@@ -517,6 +520,25 @@ int onednn_compare_main(int argc, char** argv) {
                 100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, r.max_diff > r.tol ? " **over**" : "", r.ours_err,
                 r.dnnl_err, r.reps);
   }
+  // One number per type and thread count: the geometric mean of the ratios
+  // (each shape counts once, whatever its size) and the ratio of the summed
+  // times (dominated by the largest shapes, like an encoder pass).
+  std::printf("\n| type | threads | shapes | geometric mean ratio | total ours ms | total oneDNN ms | total ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  for (int threads : o.threads)
+    for (ComputeType ct : o.types) {
+      double log_sum = 0, ours = 0, dnnl = 0;
+      int count = 0;
+      for (const Row& r : rows)
+        if (r.threads == threads && r.ct == ct) {
+          log_sum += std::log(r.dnnl_ms / r.ours_ms);
+          ours += r.ours_ms;
+          dnnl += r.dnnl_ms;
+          ++count;
+        }
+      std::printf("| %s | %d | %d | %.2f | %.1f | %.1f | %.2f |\n", compute_type_name(ct), threads, count,
+                  std::exp(log_sum / count), ours, dnnl, dnnl / ours);
+    }
   std::printf("\noneDNN implementations:");
   const char* names[3] = {"f32", "bf16", "int8"};
   for (int i = 0; i < 3; ++i)
