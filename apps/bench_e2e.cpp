@@ -94,7 +94,9 @@ int run_e2e(const BenchCliOptions& c, const Engine& engine) {
 }
 
 int run_bench(const BenchCliOptions& c) {
-  auto engine = Engine::load(c.model, {c.threads, c.compute});
+  auto model = resolve_model(c.model);  // a file, or a model name (pulled on first use)
+  if (!model) return fail(model.message());
+  auto engine = Engine::load(*model, {c.threads, c.compute});
   if (!engine) return fail(engine.message());
   if (!c.e2e.empty()) {
     if (c.tokens_per_window < 1 || c.tokens_per_window > (*engine)->model().hp.n_text_ctx / 2)
@@ -115,7 +117,7 @@ int run_bench(const BenchCliOptions& c) {
 Command add_bench_command(CLI::App& root) {
   auto* sub = root.add_subcommand("bench", "time the encoder and decoder (whisper.cpp's bench workload), or --e2e FILE");
   auto o = std::make_shared<BenchCliOptions>();
-  sub->add_option("-m,--model", o->model, "ggml model file")->required();
+  sub->add_option("-m,--model", o->model, "ggml model file, or a model name (`models list`)")->required();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("--compute", o->compute, "auto|f32|bf16|int8");
   sub->add_option("--runs", o->runs, "encoder runs (the median is reported)");

@@ -28,6 +28,15 @@ std::string shared_dir();
 // The Silero VAD weights: $AMANUENSIS_VAD_MODEL, else the shared folder's.
 std::string default_vad_model();
 
+// The model a -m argument names: an existing file or folder as it is; else a
+// known model name (`models list`) as its file in the cache, downloaded
+// first if it is not there yet (with a notice and progress on stderr); else
+// an error saying how to get models.
+Result<std::string> resolve_model(const std::string& arg);
+// Downloads a known model into the cache unless it is there, with a notice
+// and progress on stderr; returns its path.
+Result<std::string> pull_model_with_notice(const std::string& name);
+
 // Writes raw little-endian float32 / a text file.
 Status write_f32(const std::string& path, const float* data, size_t n);
 Status write_text(const std::string& path, const std::string& text);
@@ -41,5 +50,6 @@ Command add_kernels_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_vad_command(CLI::App& root);
 Command add_serve_command(CLI::App& root);
+Command add_models_command(CLI::App& root);
 
 }  // namespace ama::cli

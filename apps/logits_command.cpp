@@ -34,7 +34,9 @@ int run_logits(const LogitsOptions& o) {
   if (tokens.empty()) return fail("--tokens is empty");
   auto audio = load_audio(o.audio);
   if (!audio) return fail(audio.message());
-  auto engine = Engine::load(o.model, {o.threads, o.compute});
+  auto model = resolve_model(o.model);  // a file, or a model name (pulled on first use)
+  if (!model) return fail(model.message());
+  auto engine = Engine::load(*model, {o.threads, o.compute});
   if (!engine) return fail(engine.message());
   Transcriber t(**engine);
   const HParams& hp = (*engine)->model().hp;
@@ -57,7 +59,7 @@ int run_logits(const LogitsOptions& o) {
 Command add_logits_command(CLI::App& root) {
   auto* sub = root.add_subcommand("logits", "write decoder logits for a token sequence as raw float32 [n x n_vocab]");
   auto o = std::make_shared<LogitsOptions>();
-  sub->add_option("-m,--model", o->model, "ggml model file")->required();
+  sub->add_option("-m,--model", o->model, "ggml model file, or a model name (`models list`)")->required();
   sub->add_option("--audio", o->audio, "audio file")->required();
   sub->add_option("--tokens", o->tokens, "comma-separated token ids, fed from position 0")->required();
   sub->add_option("--out", o->out, "output file")->required();

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
       add_transcribe_command(app), add_vad_command(app),     add_bench_command(app),
       add_kernels_command(app),    add_mel_command(app),     add_logits_command(app),
       add_make_test_model_command(app), add_info_command(app), add_serve_command(app),
+      add_models_command(app),
   };
   try {
     app.parse(argc, argv);

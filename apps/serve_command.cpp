@@ -20,6 +20,9 @@ int run_serve(server::ServerOptions o) {
   if (o.api_key.empty())
     if (const char* env = std::getenv("AMANUENSIS_API_KEY"); env && *env) o.api_key = env;
   if (o.vad_model.empty()) o.vad_model = default_vad_model();
+  auto model = resolve_model(o.model_path);  // a file, or a model name (pulled on first use)
+  if (!model) return fail(model.message());
+  o.model_path = *model;
   // The model loads after the server listens (/health says "loading" until
   // then); a missing file is refused before that.
   for (const std::string* path : {&o.model_path, &o.vad_model}) {
@@ -46,7 +49,7 @@ int run_serve(server::ServerOptions o) {
 Command add_serve_command(CLI::App& root) {
   auto* sub = root.add_subcommand("serve", "an OpenAI-compatible transcription server (POST /v1/audio/transcriptions)");
   auto o = std::make_shared<server::ServerOptions>();
-  sub->add_option("-m,--model", o->model_path, "ggml model file")->required();
+  sub->add_option("-m,--model", o->model_path, "ggml model file, or a model name (`models list`)")->required();
   sub->add_option("--host", o->host, "address to listen on (127.0.0.1)");
   sub->add_option("--port", o->port, "port (8080; 0: any free port, printed on standard output)");
   sub->add_option("--max-batch", o->max_batch, "windows decoded together across requests (0: the default, 8)");

@@ -126,7 +126,9 @@ int run_transcribe(const TranscribeCliOptions& c) {
   if (c.writer.uses_words() && !c.word_timestamps)
     return fail("--max-line-width, --max-line-count, --max-words-per-line and --highlight-words need --word-timestamps");
 
-  auto engine = Engine::load(c.model, {c.threads, c.compute});
+  auto model = resolve_model(c.model);  // a file, or a model name (pulled on first use)
+  if (!model) return fail(model.message());
+  auto engine = Engine::load(*model, {c.threads, c.compute});
   if (!engine) return fail(engine.message());
   if (c.verbose)
     std::fprintf(stderr, "amanuensis: backend: %s (%s)\n", (*engine)->backend().describe().c_str(),
@@ -180,7 +182,7 @@ int run_transcribe(const TranscribeCliOptions& c) {
 Command add_transcribe_command(CLI::App& root) {
   auto* sub = root.add_subcommand("transcribe", "transcribe an audio or video file");
   auto o = std::make_shared<TranscribeCliOptions>();
-  sub->add_option("-m,--model", o->model, "ggml model file")->required();
+  sub->add_option("-m,--model", o->model, "ggml model file, or a model name (`models list`)")->required();
   sub->add_option("file", o->file, "audio or video file ('-' reads standard input)")->required();
   sub->add_option("-l,--language", o->language, "language code, or auto to detect");
   sub->add_option("--task", o->task, "transcribe or translate");

@@ -11,6 +11,8 @@ packages=(g++ cmake make pkg-config libgtest-dev libbenchmark-dev nlohmann-json3
           # clang and libclang-rt-dev (libFuzzer targets: -fsanitize=fuzzer needs compiler-rt,
           # which clang only recommends), wrk (load generator cross-check), bsdutils (script: pty tests)
           libcpp-httplib-dev nodejs chromium haproxy yamllint clang libclang-rt-dev wrk bsdutils
+          # models by name (amanuensis models pull, -m NAME): libcurl downloads, OpenSSL's SHA-256
+          libcurl4-openssl-dev libssl-dev
           # oneDNN, the baseline of bench/onednn.sh (its CMake package needs the OpenCL headers)
           libdnnl-dev ocl-icd-opencl-dev)
 missing=()
