@@ -227,6 +227,32 @@ TEST_P(FlashAttention, Bf16KeysAndValuesMatchF32) {
 INSTANTIATE_TEST_SUITE_P(AllIsas, FlashAttention, ::testing::ValuesIn(variants()),
                          [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.label); });
 
+// The AVX-512 packer writes the scalar packer's bytes (layouts:
+// flash_attention.h), from f32 (rounded to nearest even, NaN quieted) and
+// from bf16, including the zero padding of the last block.
+TEST(FlashPack, Avx512MatchesScalar) {
+  if (!isa_supported(Isa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (int n_kv : {1, 63, 65, 1500}) {
+    SCOPED_TRACE("n_kv=" + std::to_string(n_kv));
+    const size_t ld = 64 * 3 + 5;
+    auto k = random_vec(n_kv * ld, 41, 1.0f), v = random_vec(n_kv * ld, 42, 1.0f);
+    k[3] = NAN, k[4] = INFINITY, v[5] = -INFINITY, v[ld + 6] = 1.0f + std::ldexp(1.0f, -8);  // a tie: rounds to even
+    const size_t sz = cpu::flash_packed_size(n_kv);
+    std::vector<uint16_t> ka(sz, 1), va(sz, 1), kb(sz, 2), vb(sz, 2);
+    cpu::flash_pack_kv(k.data() + 64, v.data() + 64, n_kv, ld, ka.data(), va.data());
+    cpu::flash_pack_kv_avx512(k.data() + 64, v.data() + 64, n_kv, ld, kb.data(), vb.data());
+    EXPECT_EQ(ka, kb);
+    EXPECT_EQ(va, vb);
+    std::vector<uint16_t> k16(k.size()), v16(v.size());
+    for (size_t i = 0; i < k.size(); ++i) k16[i] = f32_to_bf16(k[i]), v16[i] = f32_to_bf16(v[i]);
+    std::fill(kb.begin(), kb.end(), 3);
+    std::fill(vb.begin(), vb.end(), 3);
+    cpu::flash_pack_kv_avx512(k16.data() + 64, v16.data() + 64, n_kv, ld, kb.data(), vb.data());
+    EXPECT_EQ(ka, kb);
+    EXPECT_EQ(va, vb);
+  }
+}
+
 // The base-2 exponential of the softmax: 2.6e-6 from the polynomial, a few
 // f32 roundings on top; bounded by kExp2Err over [-100, 0] (every 2^-13, and
 // the values near the clamp and integer boundaries); 2^-inf gives ~0, NaN

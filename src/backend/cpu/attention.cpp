@@ -150,7 +150,10 @@ void attention_flash_d64(const KernelTable& kt, ThreadPool& pool, const Attentio
   uint16_t* qb = vp + H * packed;
   pool.parallel_for(H, 1, [&](size_t h0, size_t h1) {
     for (size_t h = h0; h < h1; ++h) {
-      flash_pack_kv(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      if (kt.isa >= Isa::avx512)
+        flash_pack_kv_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      else
+        flash_pack_kv(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
       uint16_t* qh = qb + h * q_head;
       for (int i = 0; i < a.n_q; ++i) kt.to_bf16_row(a.q + static_cast<size_t>(i) * a.ld_q + h * D, D, qh + static_cast<size_t>(i) * D);
       std::fill(qh + static_cast<size_t>(a.n_q) * D, qh + q_head, uint16_t{0});

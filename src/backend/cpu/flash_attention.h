@@ -36,6 +36,9 @@ inline size_t flash_packed_size(int n_kv) { return static_cast<size_t>(flash_blo
 // f32 or bf16, into kp and vp (flash_packed_size(n_kv) each).
 void flash_pack_kv(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 void flash_pack_kv(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+// The same bytes with AVX-512 (F + BW) moves, where the CPU has them.
+void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 
 // The kernel contract (KernelTable::flash_d64): q holds `rows` query rows
 // (rows <= the table's flash_rows) of 64 bf16 each, contiguous; kp and vp one

@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/flash_attention.h"
 #include "core/half.h"
@@ -201,11 +202,14 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
 #pragma GCC pop_options
 
 // bf16(x), round to nearest even, 16 lanes in AVX-512F (the AMX path may
-// run where AVX512_BF16's vcvtne2ps2bf16 is absent: the emulated tiles).
+// run where AVX512_BF16's vcvtne2ps2bf16 is absent: the emulated tiles), with
+// f32_to_bf16's NaN rule (quieted, never rounded into an infinity).
 static inline __m256i to_bf16_rne(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
   return _mm512_cvtepi32_epi16(r);
 }
 }  // namespace avx512_flash
@@ -220,6 +224,77 @@ void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const
     case 5: return avx512_flash::flash_rows<5>(q, kp, vp, n_kv, c, out, ld_out);
     default: return avx512_flash::flash_rows<6>(q, kp, vp, n_kv, c, out, ld_out);
   }
+}
+
+// Packing (layouts: flash_attention.h), the scalar packer's result with
+// vector moves: per block of 64 keys, the rows are converted to bf16 into an
+// 8 KB buffer, K is transposed into pair-major panels with one 16-lane
+// gather of dim pairs per (pair, panel), and each pair of V rows is
+// interleaved by vpermt2w. The scalar packer took 3.0 ms for base's 8 heads
+// at one thread, 11% of the attention; this one 0.9 ms (CPU time, one Zen 4
+// core, n_kv 1500).
+namespace avx512_flash {
+template <typename KV>
+static void bf16_rows(const KV* src, int n_kv, int key0, size_t ld, uint16_t* dst) {
+  for (int kj = 0; kj < kFlashKeys; ++kj) {
+    uint16_t* d = dst + kj * kFlashDim;
+    const int key = key0 + kj;
+    if (key >= n_kv) {
+      _mm512_storeu_si512(d, _mm512_setzero_si512());
+      _mm512_storeu_si512(d + 32, _mm512_setzero_si512());
+      continue;
+    }
+    const KV* row = src + static_cast<size_t>(key) * ld;
+    if constexpr (std::is_same_v<KV, float>) {
+      for (int x = 0; x < kFlashDim; x += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + x), to_bf16_rne(_mm512_loadu_ps(row + x)));
+    } else {
+      _mm512_storeu_si512(d, _mm512_loadu_si512(row));
+      _mm512_storeu_si512(d + 32, _mm512_loadu_si512(row + 32));
+    }
+  }
+}
+
+template <typename KV>
+static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  alignas(64) uint16_t tmp[KB * D];
+  // Gather indices: key j of a panel at dim pair p is u32 element 32 j + p.
+  const __m512i rows32 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(D / 2));
+  // vpermt2w: element 2 j from the first row, 2 j + 1 from the second, for
+  // dims 0-15 (lo) and 16-31 (hi) of a 32-dim half row.
+  alignas(64) uint16_t ilo[32], ihi[32];
+  for (int j = 0; j < 16; ++j) ilo[2 * j] = j, ilo[2 * j + 1] = 32 + j, ihi[2 * j] = 16 + j, ihi[2 * j + 1] = 48 + j;
+  const __m512i lo = _mm512_load_si512(ilo), hi = _mm512_load_si512(ihi);
+  const int blocks = flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
+    uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
+    bf16_rows(k, n_kv, b * KB, ld, tmp);
+    for (int p = 0; p < D / 2; ++p)
+      for (int i = 0; i < 4; ++i)
+        _mm512_storeu_si512(kb + (p * 4 + i) * 32,
+                            _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 2) + p)), tmp, 4));
+    bf16_rows(v, n_kv, b * KB, ld, tmp);
+    for (int kq = 0; kq < KB / 2; ++kq) {
+      const uint16_t* r0 = tmp + (2 * kq) * D;
+      const uint16_t* r1 = r0 + D;
+      for (int half = 0; half < 2; ++half) {
+        const __m512i a = _mm512_load_si512(r0 + 32 * half), c = _mm512_load_si512(r1 + 32 * half);
+        _mm512_storeu_si512(vb + (kq * 4 + 2 * half) * 32, _mm512_permutex2var_epi16(a, lo, c));
+        _mm512_storeu_si512(vb + (kq * 4 + 2 * half + 1) * 32, _mm512_permutex2var_epi16(a, hi, c));
+      }
+    }
+  }
+}
+}  // namespace avx512_flash
+
+void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  avx512_flash::pack_kv(k, v, n_kv, ld, kp, vp);
+}
+void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  avx512_flash::pack_kv(k, v, n_kv, ld, kp, vp);
 }
 
 void flash_exp2_avx512(const float* x, int n, float* y) {
