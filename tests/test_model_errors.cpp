@@ -512,38 +512,55 @@ TEST(ModelErrors, BadTensorRecordHeader) {
 }
 
 TEST(ModelErrors, QuantizedTensorType) {
+  // Quantized tensors load (tests/test_ggml_quants.cpp), but only of the type
+  // the header's ftype names, as whisper.cpp requires; unknown ids never.
   EXPECT_EQ(ggml_type_name(8), "q8_0");
   EXPECT_EQ(ggml_type_name(2), "q4_0");
   const RecordPos& r = base_layout().at("encoder.blocks.0.attn.query.weight");
   ASSERT_EQ(r.type, 1);
   EXPECT_TRUE(PatchedFails("q8_0", r.start + 8, 8,
-                           {"tensor 'encoder.blocks.0.attn.query.weight'", "q8_0", "not supported"}));
-  EXPECT_TRUE(PatchedFails("q4_0", r.start + 8, 2, {"q4_0", "not supported"}));
-  EXPECT_TRUE(PatchedFails("q6_k", r.start + 8, 14, {"q6_k", "not supported"}));
-  EXPECT_TRUE(PatchedFails("type99", r.start + 8, 99, {"type 99", "not supported"}));
-  EXPECT_TRUE(PatchedFails("type_neg", r.start + 8, -1, {"type -1", "not supported"}));
-  // Same through GgmlWriter: a 1-D tensor declared as q8_0.
+                           {"tensor 'encoder.blocks.0.attn.query.weight'", "is q8_0", "ftype 1 says an unquantized model"}));
+  EXPECT_TRUE(PatchedFails("q4_0", r.start + 8, 2, {"is q4_0", "unquantized"}));
+  EXPECT_TRUE(PatchedFails("q6_k", r.start + 8, 14, {"is q6_k", "unquantized"}));
+  EXPECT_TRUE(PatchedFails("q8_1", r.start + 8, 9, {"type q8_1", "activations"}));
+  EXPECT_TRUE(PatchedFails("type99", r.start + 8, 99, {"unknown type id 99"}));
+  EXPECT_TRUE(PatchedFails("type_neg", r.start + 8, -1, {"unknown type id -1"}));
+  // Same through GgmlWriter: a 1-D tensor declared as q8_0 in an f16 model...
   auto ts = tensor_list(small_hp());
-  find_tensor(ts, "decoder.ln.weight")->type = static_cast<GgmlType>(8);
+  find_tensor(ts, "decoder.ln.weight")->type = GgmlType::q8_0;
   const std::string p = tmp("q8_writer.bin");
   write_model(p, small_hp(), ts);
-  EXPECT_TRUE(LoadFails(p, {"tensor 'decoder.ln.weight'", "q8_0", "not supported"}));
+  EXPECT_TRUE(LoadFails(p, {"tensor 'decoder.ln.weight'", "is q8_0", "unquantized"}));
+  // ...loads in a q8_0 model (ftype 2007): each tensor carries its own type.
+  HParams q8 = small_hp();
+  q8.ftype = 2007;
+  const std::string p2 = tmp("q8_writer_ok.bin");
+  write_model(p2, q8, ts);
+  auto m = load(p2);
+  EXPECT_TRUE(m.ok()) << m.message();
 }
 
 TEST(ModelErrors, QuantizedFtype) {
-  // whisper.cpp's quantize tool writes ftype = GGML_QNT_VERSION * 1000 + type.
-  EXPECT_TRUE(PatchedFails("ftype7", kOffFtype, 7, {"quantized model (ftype 7)", "not supported"}));
-  EXPECT_TRUE(PatchedFails("ftype2", kOffFtype, 2, {"quantized model (ftype 2)", "not supported"}));
-  EXPECT_TRUE(PatchedFails("ftype2007", kOffFtype, 2007, {"quantized model (ftype 2007)", "not supported"}));
-  EXPECT_TRUE(PatchedFails("ftype1001", kOffFtype, 1001, {"ftype 1001", "not supported"}));
+  // whisper.cpp's quantize tool writes ftype = GGML_QNT_VERSION (2) * 1000 +
+  // ggml_ftype; versions 0 and 1 had other block layouts.
+  EXPECT_TRUE(PatchedFails("ftype7", kOffFtype, 7, {"ftype 7", "q8_0 model with ggml quantization version 0", "re-quantize"}));
+  EXPECT_TRUE(PatchedFails("ftype2", kOffFtype, 2, {"ftype 2", "quantization version 0"}));
+  EXPECT_TRUE(PatchedFails("ftype1007", kOffFtype, 1007, {"ftype 1007", "quantization version 1"}));
+  EXPECT_TRUE(PatchedFails("ftype3007", kOffFtype, 3007, {"ftype 3007", "newer"}));
+  EXPECT_TRUE(PatchedFails("ftype1001", kOffFtype, 1001, {"ftype 1001", "not a known model type"}));
+  EXPECT_TRUE(PatchedFails("ftype2004", kOffFtype, 2004, {"ftype 2004", "not a model type we read"}));
+  EXPECT_TRUE(PatchedFails("ftype2099", kOffFtype, 2099, {"ftype 2099", "not a model type we read"}));
   EXPECT_TRUE(PatchedFails("ftype_neg", kOffFtype, -1, {"hparam ftype = -1"}));
-  // ftype 0 with f16 tensors inside is fine: each tensor carries its own type.
-  std::vector<char> b = base_bytes();
-  put_i32(b, kOffFtype, 0);
-  const std::string p = tmp("ftype0.bin");
-  write_file(p, b);
-  auto m = load(p);
-  EXPECT_TRUE(m.ok()) << m.message();
+  // ftype 0, or a quantized ftype, with f16 tensors inside is fine: each
+  // tensor carries its own type (whisper.cpp's quantize leaves some alone).
+  for (int32_t ftype : {0, 2007, 2012}) {
+    std::vector<char> b = base_bytes();
+    put_i32(b, kOffFtype, ftype);
+    const std::string p = tmp("ftype" + std::to_string(ftype) + "_f16.bin");
+    write_file(p, b);
+    auto m = load(p);
+    EXPECT_TRUE(m.ok()) << ftype << ": " << m.message();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -904,12 +921,12 @@ TEST(ModelErrors, CliTranscribeWithBadModels) {
   put_i32(q, base_layout().at("decoder.blocks.0.mlp.0.weight").start + 8, 8);
   const std::string quant = tmp("cli_q8.bin");
   write_file(quant, q);
-  bad.push_back({quant, "not supported"});
+  bad.push_back({quant, "unquantized model"});
   std::vector<char> f = b;
-  put_i32(f, kOffFtype, 2007);
+  put_i32(f, kOffFtype, 1007);
   const std::string qft = tmp("cli_ftype.bin");
   write_file(qft, f);
-  bad.push_back({qft, "quantized model"});
+  bad.push_back({qft, "quantization version 1"});
   std::vector<char> h = b;
   put_i32(h, kOffAudioHead, 3);
   const std::string heads = tmp("cli_heads.bin");
