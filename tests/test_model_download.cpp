@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -674,8 +675,10 @@ TEST(ModelsCli, ModelNamePulledOnFirstUse) {
   EXPECT_TRUE(contains(serve_unknown.err, "nosuch: no such file, and not a model name")) << serve_unknown.err;
 }
 
-TEST(ModelsCli, StalledDownloadFailsWithinTheConfiguredTimeout) {
-  LoopbackServer server([](int fd, const SeenRequest&, LoopbackServer& s) {
+TEST(ModelsCli, StalledDownloadFailsWithinTheConfiguredTimeoutThenResumes) {
+  std::atomic<bool> stalling{true};
+  LoopbackServer server([&](int fd, const SeenRequest& r, LoopbackServer& s) {
+    if (!stalling) return serve_file(fd, r, model_bytes(), {linked_etag()});
     send_all(fd, status_head(200, "OK", {linked_etag()}, model_bytes().size()) + model_bytes().substr(0, 100));
     stall(fd, s);
   });
@@ -691,6 +694,39 @@ TEST(ModelsCli, StalledDownloadFailsWithinTheConfiguredTimeout) {
   auto bad_env = cli.run("models pull base", "AMANUENSIS_DOWNLOAD_TIMEOUT=never ");
   EXPECT_EQ(bad_env.exit_code, 1);
   EXPECT_TRUE(contains(bad_env.err, "AMANUENSIS_DOWNLOAD_TIMEOUT must be whole seconds")) << bad_env.err;
+
+  stalling = false;  // the server is back: the next pull continues after the 100 bytes
+  auto resumed = cli.run("models pull base");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(contains(resumed.err, "(resuming after 100 bytes)")) << resumed.err;
+  EXPECT_EQ(server.requests().back().range, "bytes=100-");
+  EXPECT_EQ(read_all(cli.cache + "/ggml-base.bin"), model_bytes());
+}
+
+TEST(ModelsCli, ServePullsItsModelByNameBeforeListening) {
+  LoopbackServer server(models_handler());
+  CliFixture cli("cli_serve", server.base() + "/m");
+  const std::string out = cli.dir + "/serve.out", err = cli.dir + "/serve.err";
+  auto started = test::run_command(cli.env + std::string(AMA_CLI_PATH) + " serve -m tiny --port 0 >" + out + " 2>" +
+                                   err + " & echo $!");
+  const int pid = std::atoi(started.out.c_str());
+  ASSERT_GT(pid, 0) << started.out;
+  std::string listening;
+  for (int i = 0; i < 600 && listening.empty(); ++i) {  // up to 60 s
+    const std::string o = read_all(out);
+    const size_t at = o.find("http://127.0.0.1:");
+    if (at != std::string::npos && o.find('\n', at) != std::string::npos)
+      listening = o.substr(at, o.find('\n', at) - at);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string e = read_all(err);
+  ASSERT_FALSE(listening.empty()) << e;
+  EXPECT_TRUE(contains(e, "tiny is not in the cache; downloading it from " + server.base() + "/m/ggml-tiny.bin")) << e;
+  // Resolved in serve_command before the server is built: the file is in the cache.
+  EXPECT_EQ(read_all(cli.cache + "/ggml-tiny.bin"), model_bytes());
+  EXPECT_EQ(server.requests().size(), 1u);
 }
 
 }  // namespace

@@ -423,8 +423,11 @@ void DownloadProgress::update(uint64_t done, uint64_t total) {
   if (terminal_) {
     const double now = now_seconds();
     const bool complete = total > 0 && done >= total;
+    if (drawn_ && done == drawn_done_ && total == drawn_total_) return;  // curl reports while idle too
     if (!complete && last_draw_ >= 0 && now - last_draw_ < 0.1) return;
     last_draw_ = now;
+    drawn_done_ = done;
+    drawn_total_ = total;
     std::string line = "\r" + render(label_, done, total, 30) + "  ";
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);

@@ -81,6 +81,7 @@ class DownloadProgress {
   bool terminal_;
   int last_step_ = -1;  // the last 10% step (or 10 MB step) printed
   double last_draw_ = -1;
+  uint64_t drawn_done_ = 0, drawn_total_ = 0;  // the state on the line
   bool drawn_ = false;
 };
 
