@@ -77,6 +77,9 @@ class LoopbackServer {
   using Handler = std::function<void(int fd, const SeenRequest&, LoopbackServer&)>;
 
   explicit LoopbackServer(Handler handler) : handler_(std::move(handler)) {
+    // libcurl honours http_proxy and friends: keep loopback off any proxy
+    // the machine may have (the CLI children inherit this too).
+    ::setenv("no_proxy", "127.0.0.1,localhost", 1);
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
