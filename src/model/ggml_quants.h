@@ -11,7 +11,23 @@
 // error is at most half a step of its (sub-)block. ggml's reference
 // quantizers round the scales to nearest and can clamp; ours trade a slightly
 // coarser step for that bound. The layout, not the quantizer, is what a
-// reader depends on.
+// reader depends on. Checked once against ggml's own code (ggml-quants.c
+// built beside ours, 16384 values with outliers): our decoder gives ggml's
+// floats bit for bit on bytes from ggml's reference quantizers and on ours,
+// for all ten types; our rms error is 1.00x ggml's for the 32-blocks, 0.98x
+// for q3_k/q6_k, and 1.20-1.24x for q2_k/q4_k/q5_k (no scale search).
+//
+// A quantized model is dequantized at load (GgmlReader::read_tensor_data)
+// and repacked into each layer's compute type like an f16 model. q8_0 is not
+// mapped onto the int8 panels directly: it has one f16 scale per 32 weights
+// along the dot product, our int8 kernels one scale per output channel,
+// applied once after the s32 dot product over all of K. Block scales would
+// mean leaving the VNNI loop every 32 weights (8 vpdpbusd) to convert and
+// scale the partial sum, and our int8 covers only some layers anyway
+// (layer_compute_type). Re-quantizing costs little: q8_0's step (block amax
+// / 127) is at most the per-channel one (row amax / 127), so the two
+// roundings add at most sqrt(2) to the int8 error (measured in
+// tests/test_ggml_quants.cpp and the README).
 #pragma once
 
 #include <cstdint>
