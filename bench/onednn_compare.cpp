@@ -48,6 +48,7 @@
 #include <memory>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -328,9 +329,11 @@ std::string parse_options(int argc, char** argv, Options* o) {
       o->max_reps = std::max(o->max_reps, o->min_reps);
     } else if (a == "--min-seconds") {
       try {
-        o->min_seconds = std::stod(v);
+        size_t used = 0;
+        o->min_seconds = std::stod(v, &used);
+        if (used != v.size() || !(o->min_seconds >= 0 && o->min_seconds <= 3600)) throw std::invalid_argument(v);
       } catch (...) {
-        return "bad --min-seconds '" + v + "'";
+        return "bad --min-seconds '" + v + "' (seconds, 0 to 3600)";
       }
     } else if (a == "--layers") {
       o->layer_filter = v;
