@@ -109,7 +109,7 @@ Result<PipelineResult> Scheduler::run(PreparedAudio audio, const PipelineOptions
   if (!trim_whitespace(o.initial_prompt).empty())
     job->req.prompt = tok.encode(" " + trim_whitespace(o.initial_prompt));
   if (!trim_whitespace(o.prefix).empty()) job->prefix = tok.encode(" " + trim_whitespace(o.prefix));
-  job->heads = alignment_heads(model.hp);
+  job->heads = alignment_heads(model);
 
   if (job->audio.chunks.empty()) {
     if (out.language.empty()) out.language = "en";  // nothing to detect it from

@@ -1,5 +1,7 @@
 #include "decode/timing.h"
 
+#include "model/whisper_model.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -209,6 +211,13 @@ std::vector<AttentionHead> alignment_heads(const HParams& hp) {
   std::vector<AttentionHead> heads;
   for (int l = hp.n_text_layer / 2; l < hp.n_text_layer; ++l)
     for (int h = 0; h < hp.n_text_head; ++h) heads.push_back({l, h});
+  return heads;
+}
+
+std::vector<AttentionHead> alignment_heads(const WhisperModel& model) {
+  if (model.alignment_heads.empty()) return alignment_heads(model.hp);
+  std::vector<AttentionHead> heads;
+  for (const auto& [layer, head] : model.alignment_heads) heads.push_back({layer, head});
   return heads;
 }
 

@@ -32,6 +32,10 @@ using AttentionHead = DecoderStage::AttentionHead;
 // head of the last half of the decoder layers (openai's default,
 // alignment_heads[n_text_layer // 2:] = True). Sorted by (layer, head).
 std::vector<AttentionHead> alignment_heads(const HParams& hp);
+// The model's own heads when its checkpoint names them (a Hugging Face
+// generation_config.json's alignment_heads), else alignment_heads(model.hp).
+struct WhisperModel;
+std::vector<AttentionHead> alignment_heads(const WhisperModel& model);
 
 // openai median_filter: a median of odd `width` along the last axis of the
 // row-major [rows][cols] x, with reflect padding (the edge value not

@@ -238,7 +238,7 @@ Result<Transcript> Transcriber::transcribe(const std::vector<float>& audio, cons
 
   // Word alignment: the window's start tokens and the model's heads.
   const std::vector<int> start_tokens = sot_sequence(tok, language_token, o.task);
-  const std::vector<AttentionHead> heads = alignment_heads(model_->hp);
+  const std::vector<AttentionHead> heads = alignment_heads(*model_);
   double last_speech_timestamp = 0;
 
   int seek = 0;

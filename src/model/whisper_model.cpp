@@ -1,9 +1,14 @@
 #include "model/whisper_model.h"
 
-#include <map>
-#include <set>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <unordered_map>
 
+#include "core/half.h"
 #include "model/ggml_file.h"
+#include "model/hf_checkpoint.h"
+#include "model/tensor_source.h"
 
 namespace ama {
 
@@ -15,35 +20,45 @@ std::string shape_str(const std::vector<int>& s) {
   return r + "]";
 }
 
-// Reads every tensor into float32, checking names and shapes against the spec.
-Result<std::map<std::string, std::vector<float>>> read_tensors(GgmlReader& reader, const HParams& hp) {
-  std::map<std::string, TensorSpec> spec;
-  for (auto& t : expected_tensors(hp)) spec.emplace(t.name, t);
-  std::map<std::string, std::vector<float>> out;
-  for (;;) {
-    auto rec = reader.next_tensor();
-    if (!rec) return rec.error();
-    if (rec->name.empty()) break;
-    auto it = spec.find(rec->name);
-    if (it == spec.end())
-      return make_error(reader.path() + ": unexpected tensor '" + rec->name + "' (not part of a Whisper model with " +
-                        std::to_string(hp.n_audio_layer) + " encoder and " + std::to_string(hp.n_text_layer) +
-                        " decoder layers)");
-    if (out.count(rec->name)) return make_error(reader.path() + ": tensor '" + rec->name + "' appears twice");
-    std::vector<int> want = it->second.shape;
-    std::vector<int> got = rec->shape;
-    // whisper.cpp stores vectors as 1-D; conv biases as [n, 1]. Accept either for biases.
-    if (it->second.kind == TensorKind::conv_bias && got.size() == 1) got.push_back(1);
-    if (got != want)
-      return make_error(reader.path() + ": tensor '" + rec->name + "' has shape " + shape_str(rec->shape) +
-                        ", expected " + shape_str(want));
-    std::vector<float> data(rec->n_elements);
-    AMA_TRY(reader.read_tensor_data(*rec, data.data()));
-    out.emplace(rec->name, std::move(data));
+// Where one tensor goes in the model. Vectors (biases, LayerNorms,
+// positional tables) are read straight into their place; matrices go
+// through a float32 buffer that lives only until they are packed.
+struct Slot {
+  const TensorSpec* spec = nullptr;
+  std::vector<float>* vec = nullptr;  // a vector read in place
+  LinearWeights* lin = nullptr;       // a matrix to pack [n_out][n_in]
+  int n_out = 0, n_in = 0;
+  bool token_embedding = false;  // packed as the logits and kept for lookups
+  bool loaded = false;
+};
+
+// Keeps the token embedding for lookups (see WhisperModel::token_embedding):
+// f16 when every value survives f16 exactly, or when the compute type rounds
+// harder anyway and every value is within f16's range; else f32. The f16
+// table is written over the front of the f32 buffer (element i's 2 bytes
+// land at or before the 4 bytes still to be read) and the buffer is shrunk
+// with realloc, which for an mmap'ed block (glibc, > 32 MB) returns the tail
+// pages without copying: the f32 copy and the table never coexist.
+void keep_token_embedding(std::unique_ptr<float[], WhisperModel::FreeDeleter> w, uint64_t n, ComputeType compute,
+                          WhisperModel& model) {
+  bool exact = true, in_range = true;
+  for (uint64_t i = 0; i < n && in_range; ++i) {
+    const float v = w[i];
+    in_range = std::isfinite(v) && std::fabs(v) <= 65504.0f;  // f16's largest finite value
+    exact = exact && f16_to_f32(f32_to_f16(v)) == v;
   }
-  for (const auto& [name, s] : spec)
-    if (!out.count(name)) return make_error(reader.path() + ": missing tensor '" + name + "'");
-  return out;
+  if (!exact && (compute == ComputeType::f32 || !in_range)) {
+    model.token_embedding = std::move(w);
+    return;
+  }
+  uint16_t* h = reinterpret_cast<uint16_t*>(w.get());
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint16_t v = f32_to_f16(w[i]);
+    std::memcpy(h + i, &v, sizeof v);
+  }
+  float* raw = w.release();
+  void* shrunk = std::realloc(raw, n * sizeof(uint16_t));
+  model.token_embedding_f16.reset(static_cast<uint16_t*>(shrunk ? shrunk : raw));
 }
 
 }  // namespace
@@ -97,7 +112,123 @@ ComputeType layer_compute_type(const std::string& name, ComputeType requested) {
   return ComputeType::int10;  // decoder self-attention, cross-attention query/out, MLP, and the logits
 }
 
+void WhisperModel::embed_token(int token, const float* pos, float* out) const {
+  const int n = hp.n_text_state;
+  const size_t at = static_cast<size_t>(token) * n;
+  if (token_embedding) {
+    for (int c = 0; c < n; ++c) out[c] = token_embedding[at + c] + pos[c];
+  } else {
+    for (int c = 0; c < n; ++c) out[c] = f16_to_f32(token_embedding_f16[at + c]) + pos[c];
+  }
+}
+
+Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& model) {
+  const HParams& hp = model.hp;
+  const std::vector<TensorSpec> specs = expected_tensors(hp);
+  std::unordered_map<std::string, Slot> slots;
+  slots.reserve(specs.size());
+  for (const TensorSpec& t : specs) slots[t.name].spec = &t;
+  const int a = hp.n_audio_state, s = hp.n_text_state;
+  // Every destination exists before the first tensor arrives, so the slots'
+  // pointers stay valid whatever order the file stores the tensors in.
+  model.encoder.clear();
+  model.decoder.clear();
+  model.encoder.resize(hp.n_audio_layer);
+  model.decoder.resize(hp.n_text_layer);
+  auto vec = [&](const std::string& name, std::vector<float>& dst) { slots.at(name).vec = &dst; };
+  auto lin = [&](const std::string& p, LinearWeights& l, int n_out, int n_in, bool has_bias) {
+    Slot& w = slots.at(p + ".weight");
+    w.lin = &l;
+    w.n_out = n_out;
+    w.n_in = n_in;
+    if (has_bias) vec(p + ".bias", l.b);
+  };
+  auto norm = [&](const std::string& p, NormWeights& n) {
+    vec(p + ".weight", n.gamma);
+    vec(p + ".bias", n.beta);
+  };
+  auto attention = [&](const std::string& p, AttentionWeights& w, int n) {
+    lin(p + ".query", w.query, n, n, true);
+    lin(p + ".key", w.key, n, n, false);
+    lin(p + ".value", w.value, n, n, true);
+    lin(p + ".out", w.out, n, n, true);
+  };
+  // conv weights [out][in][3] are already the GEMM matrix [out][in * 3].
+  lin("encoder.conv1", model.conv1, a, hp.n_mels * 3, true);
+  lin("encoder.conv2", model.conv2, a, a * 3, true);
+  vec("encoder.positional_embedding", model.encoder_pos);
+  for (int l = 0; l < hp.n_audio_layer; ++l) {
+    const std::string p = "encoder.blocks." + std::to_string(l);
+    EncoderLayerWeights& e = model.encoder[l];
+    norm(p + ".attn_ln", e.attn_ln);
+    attention(p + ".attn", e.attn, a);
+    norm(p + ".mlp_ln", e.mlp_ln);
+    lin(p + ".mlp.0", e.mlp0, 4 * a, a, true);
+    lin(p + ".mlp.2", e.mlp2, a, 4 * a, true);
+  }
+  norm("encoder.ln_post", model.ln_post);
+  {
+    Slot& te = slots.at("decoder.token_embedding.weight");
+    te.token_embedding = true;
+    te.lin = &model.logits;
+    te.n_out = hp.n_vocab;
+    te.n_in = s;
+  }
+  vec("decoder.positional_embedding", model.decoder_pos);
+  for (int l = 0; l < hp.n_text_layer; ++l) {
+    const std::string p = "decoder.blocks." + std::to_string(l);
+    DecoderLayerWeights& d = model.decoder[l];
+    norm(p + ".attn_ln", d.attn_ln);
+    attention(p + ".attn", d.attn, s);
+    norm(p + ".cross_attn_ln", d.cross_ln);
+    attention(p + ".cross_attn", d.cross, s);
+    norm(p + ".mlp_ln", d.mlp_ln);
+    lin(p + ".mlp.0", d.mlp0, 4 * s, s, true);
+    lin(p + ".mlp.2", d.mlp2, s, 4 * s, true);
+  }
+  norm("decoder.ln", model.ln);
+
+  const ComputeType requested = backend.compute_type();
+  for (;;) {
+    auto rec = src.next();
+    if (!rec) return rec.error();
+    if (rec->name.empty()) break;
+    auto it = slots.find(rec->name);
+    if (it == slots.end())
+      return make_error(src.path() + ": unexpected tensor " + rec->display() + " (not part of a Whisper model with " +
+                        std::to_string(hp.n_audio_layer) + " encoder and " + std::to_string(hp.n_text_layer) +
+                        " decoder layers)");
+    Slot& slot = it->second;
+    if (slot.loaded) return make_error(src.path() + ": tensor " + rec->display() + " appears twice");
+    std::vector<int> got = rec->shape;
+    // whisper.cpp stores vectors as 1-D; conv biases as [n, 1]. Accept either for biases.
+    if (slot.spec->kind == TensorKind::conv_bias && got.size() == 1) got.push_back(1);
+    if (got != slot.spec->shape)
+      return make_error(src.path() + ": tensor " + rec->display() + " has shape " + shape_str(rec->shape) +
+                        ", expected " + shape_str(slot.spec->shape));
+    slot.loaded = true;
+    if (slot.vec) {
+      slot.vec->resize(rec->n_elements);
+      AMA_TRY(src.read(*rec, slot.vec->data()));
+      continue;
+    }
+    // malloc rather than a vector: the token embedding's buffer becomes its
+    // f16 lookup table in place (below).
+    std::unique_ptr<float[], WhisperModel::FreeDeleter> w(
+        static_cast<float*>(std::malloc(rec->n_elements * sizeof(float))));
+    if (!w) return make_error(src.path() + ": out of memory for tensor " + rec->display());
+    AMA_TRY(src.read(*rec, w.get()));
+    slot.lin->w = backend.pack_as(w.get(), slot.n_out, slot.n_in, layer_compute_type(rec->name, requested));
+    if (slot.token_embedding) keep_token_embedding(std::move(w), rec->n_elements, requested, model);
+  }
+  for (const TensorSpec& t : specs)
+    if (!slots.at(t.name).loaded) return make_error(src.path() + ": missing tensor '" + t.name + "'");
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, const Backend& backend) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return load_hf_checkpoint(path, backend);
   auto reader = GgmlReader::open(path);
   if (!reader) return reader.error();
   auto header = reader->read_header();
@@ -108,60 +239,8 @@ Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, 
   model->path = path;
   model->hp = header->hp;
   model->mel_filters = std::move(header->mel_filters);
-
-  auto tensors = read_tensors(*reader, model->hp);
-  if (!tensors) return tensors.error();
-  auto& t = *tensors;
-  auto take = [&](const std::string& name) { return std::move(t.at(name)); };
-  const HParams& hp = model->hp;
-  auto pack = [&](const std::string& name, int n_out, int n_in) {
-    std::vector<float> w = take(name);
-    return backend.pack_as(w.data(), n_out, n_in, layer_compute_type(name, backend.compute_type()));
-  };
-  auto lin = [&](const std::string& p, int n_out, int n_in, bool has_bias) {
-    LinearWeights l;
-    l.w = pack(p + ".weight", n_out, n_in);
-    if (has_bias) l.b = take(p + ".bias");
-    return l;
-  };
-  auto norm = [&](const std::string& p) { return NormWeights{take(p + ".weight"), take(p + ".bias")}; };
-  auto attention = [&](const std::string& p, int n) {
-    return AttentionWeights{lin(p + ".query", n, n, true), lin(p + ".key", n, n, false), lin(p + ".value", n, n, true),
-                            lin(p + ".out", n, n, true)};
-  };
-  const int a = hp.n_audio_state, s = hp.n_text_state;
-  const ComputeType sensitive = layer_compute_type("decoder.token_embedding", backend.compute_type());
-  // conv weights [out][in][3] are already the GEMM matrix [out][in * 3].
-  model->conv1 = lin("encoder.conv1", a, hp.n_mels * 3, true);
-  model->conv2 = lin("encoder.conv2", a, a * 3, true);
-  model->encoder_pos = take("encoder.positional_embedding");
-  for (int l = 0; l < hp.n_audio_layer; ++l) {
-    const std::string p = "encoder.blocks." + std::to_string(l);
-    EncoderLayerWeights e;
-    e.attn_ln = norm(p + ".attn_ln");
-    e.attn = attention(p + ".attn", a);
-    e.mlp_ln = norm(p + ".mlp_ln");
-    e.mlp0 = lin(p + ".mlp.0", 4 * a, a, true);
-    e.mlp2 = lin(p + ".mlp.2", a, 4 * a, true);
-    model->encoder.push_back(std::move(e));
-  }
-  model->ln_post = norm("encoder.ln_post");
-  model->token_embedding = take("decoder.token_embedding.weight");
-  model->logits.w = backend.pack_as(model->token_embedding.data(), hp.n_vocab, s, sensitive);
-  model->decoder_pos = take("decoder.positional_embedding");
-  for (int l = 0; l < hp.n_text_layer; ++l) {
-    const std::string p = "decoder.blocks." + std::to_string(l);
-    DecoderLayerWeights d;
-    d.attn_ln = norm(p + ".attn_ln");
-    d.attn = attention(p + ".attn", s);
-    d.cross_ln = norm(p + ".cross_attn_ln");
-    d.cross = attention(p + ".cross_attn", s);
-    d.mlp_ln = norm(p + ".mlp_ln");
-    d.mlp0 = lin(p + ".mlp.0", 4 * s, s, true);
-    d.mlp2 = lin(p + ".mlp.2", s, 4 * s, true);
-    model->decoder.push_back(std::move(d));
-  }
-  model->ln = norm("decoder.ln");
+  auto source = ggml_tensor_source(std::move(reader.value()));
+  AMA_TRY(load_weights(*source, backend, *model));
   return std::shared_ptr<const WhisperModel>(std::move(model));
 }
 

@@ -1,10 +1,14 @@
-// Whisper's weights: read once from a ggml file, repacked once for the
-// backend, and never modified afterwards, so that any number of streams
-// (src/model/encoder.h, decoder.h) can share one WhisperModel.
+// Whisper's weights: read once from a ggml file or a Hugging Face checkpoint
+// directory, repacked once for the backend, and never modified afterwards,
+// so that any number of streams (src/model/encoder.h, decoder.h) can share
+// one WhisperModel.
 #pragma once
 
+#include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -56,11 +60,28 @@ struct WhisperModel {
   std::vector<EncoderLayerWeights> encoder;
   NormWeights ln_post;
 
-  std::vector<float> token_embedding;  // [n_vocab][n_text_state], for lookups
+  // The token embedding [n_vocab][n_text_state] for lookups, in f16 when
+  // that is exact (f16 files, and bf16 ones for all but subnormal values),
+  // or at bf16/int8 compute, where the decoder's matrices round far more
+  // (2^-8 against f16's 2^-11); else in f32. One of the two is set. f16
+  // halves the table: 53 MB instead of 106 for base. malloc'ed, so the
+  // loader can convert the f32 buffer in place and shrink it (realloc).
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], FreeDeleter> token_embedding;
+  std::unique_ptr<uint16_t[], FreeDeleter> token_embedding_f16;
   LinearWeights logits;                // the same matrix packed for the output GEMM
   std::vector<float> decoder_pos;      // [n_text_ctx][n_text_state]
   std::vector<DecoderLayerWeights> decoder;
   NormWeights ln;
+
+  // Cross-attention heads for word timestamps, (layer, head), from a Hugging
+  // Face generation_config.json; empty: chosen by shape (decode/timing.h).
+  std::vector<std::pair<int, int>> alignment_heads;
+
+  // out[c] = token_embedding[token][c] + pos[c], c < n_text_state.
+  void embed_token(int token, const float* pos, float* out) const;
 };
 
 // The compute type a weight matrix is packed in, given the one requested:
@@ -69,7 +90,16 @@ struct WhisperModel {
 // logits, bf16 elsewhere (the measurements are in whisper_model.cpp).
 ComputeType layer_compute_type(const std::string& tensor_name, ComputeType requested);
 
-// Loads and validates a whisper.cpp ggml model; weights are packed by backend.
+// Loads and validates a model; weights are packed by backend. `path` is a
+// whisper.cpp ggml file or a Hugging Face openai/whisper-* directory
+// (config.json, model.safetensors, vocab.json, ...; see hf_checkpoint.h).
+// Tensors are streamed: each is read as float32, packed and freed before the
+// next, so peak memory is the packed model plus the largest tensor.
 Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, const Backend& backend);
+
+class TensorSource;
+// The weights of `model` (hp and tokenizer already set) from `src`, checked
+// against expected_tensors(model->hp): every tensor once, with its shape.
+Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& model);
 
 }  // namespace ama

@@ -73,6 +73,33 @@ Result<Tokenizer> Tokenizer::from_tiktoken(std::string_view contents, int n_voca
   return build(std::move(tokens).value(), n_vocab, /*repair_lossy=*/false);
 }
 
+Result<Tokenizer> Tokenizer::from_gpt2_unicode(const std::vector<std::string>& spelled, int n_vocab) {
+  // Code point -> byte for GPT-2's byte-level alphabet: 256 code points, all
+  // below U+0144 (0x100 + 68 unprintable bytes).
+  std::vector<int> byte_of(0x100 + 68, -1);
+  int next_shifted = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    byte_of[printable ? b : 0x100 + next_shifted++] = b;
+  }
+  std::vector<std::string> tokens;
+  tokens.reserve(spelled.size());
+  for (size_t id = 0; id < spelled.size(); ++id) {
+    const std::string& s = spelled[id];
+    std::string bytes;
+    for (size_t pos = 0; pos < s.size();) {
+      const Utf8Char ch = next_utf8(s, pos);
+      if (!ch.valid || ch.value >= byte_of.size() || byte_of[ch.value] < 0)
+        return make_error("tokenizer: token " + std::to_string(id) + " (\"" + make_valid_utf8(s) +
+                          "\") has a character outside GPT-2's byte alphabet");
+      bytes.push_back(static_cast<char>(byte_of[ch.value]));
+      pos += ch.length;
+    }
+    tokens.push_back(std::move(bytes));
+  }
+  return build(std::move(tokens), n_vocab, /*repair_lossy=*/false);
+}
+
 Result<Tokenizer> Tokenizer::load_tiktoken(const std::string& path, int n_vocab) {
   // C stdio rather than a stream: reading a directory must be an error, not
   // an exception from the stream buffer.

@@ -45,6 +45,14 @@ class Tokenizer {
   // file is missing or unreadable).
   static Result<Tokenizer> load_tiktoken(const std::string& path, int n_vocab);
 
+  // The same from a Hugging Face vocab.json (or tokenizer.json's model.vocab):
+  // spelled[i] is regular token i as those files spell it, GPT-2's byte-level
+  // alphabet (bytes_to_unicode in GPT-2's encoder.py: printable bytes 33..126,
+  // 161..172 and 174..255 stand for themselves, the other 68 bytes are
+  // U+0100 + their rank in ascending order), UTF-8 encoded. Errors for a
+  // character outside those 256 or a token count that does not fit n_vocab.
+  static Result<Tokenizer> from_gpt2_unicode(const std::vector<std::string>& spelled, int n_vocab);
+
   int n_vocab() const { return n_vocab_; }
   bool multilingual() const { return special_.n_languages > 0; }
   const SpecialTokens& special() const { return special_; }
