@@ -28,9 +28,12 @@ struct AttentionArgs {
 void attention_flash_f32(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const float* keys,
                          const float* values);
 
-// The same on the bf16 GEMM tiles (AMX or AVX-512 BF16): Q, K, P and V in
-// bf16, scores and sums in f32. For the bf16 and int8 compute types; K and V
-// in f32 (the encoder) or already in bf16 (a decoder prompt's cross-attention).
+// The same with Q, K, P and V in bf16, scores and sums in f32. For the bf16
+// and int8 compute types; K and V in f32 (the encoder) or already in bf16 (a
+// decoder prompt's cross-attention). d_head 64 without a mask (every Whisper
+// encoder) runs the dedicated kernels of flash_attention.h (AVX-512 BF16,
+// AMX, or portable, by the table's ISA); other head sizes run on the table's
+// bf16 GEMM tiles.
 template <typename KV>  // float or uint16_t (bf16)
 void attention_flash_bf16(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                           const KV* values);

@@ -46,7 +46,8 @@ void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t
 // dot product into the base-2 exponent of its softmax weight. Writes
 // out[r * ld_out + x] = sum_j softmax_j(c' q_r . k_j) v_j[x] for x < 64.
 // Scores, the softmax and the sums are f32; P is rounded to bf16 for the
-// P V product.
+// P V product, and the softmax's sum adds the rounded weights, so that the
+// output is an exact weighted average of V under the weights used.
 using FlashD64Fn = void (*)(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                             float* out, size_t ld_out);
 

@@ -98,10 +98,12 @@ static inline float flash_hi(uint32_t w) {
       const float alpha = flash_exp2(m[r] - mn);
       m[r] = mn;
       float sum = 0.0f;
+      // The sum takes the weights as rounded for P V: the output is an exact
+      // weighted average of V under the weights the product used.
       for (int j = 0; j < KB; ++j) {
         const float e = j < valid ? flash_exp2(s[r][j] * c - mn) : 0.0f;
-        sum += e;
         pf[r][j] = ama::bf16_to_f32(ama::f32_to_bf16(e));
+        sum += pf[r][j];
       }
       l[r] = l[r] * alpha + sum;
       for (int x = 0; x < D; ++x) o[r][x] *= alpha;
