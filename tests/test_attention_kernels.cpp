@@ -32,6 +32,9 @@
 #include "backend/cpu/kernels.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "test_util.h"
+
+#include <nlohmann/json.hpp>
 
 namespace ama {
 namespace {
@@ -255,6 +258,34 @@ TEST(FlashPack, Avx512MatchesScalar) {
     EXPECT_EQ(ka, kb);
     EXPECT_EQ(va, vb);
   }
+}
+
+// The kernel harness reports the dedicated kernel of each ISA at the
+// encoder's shape, with its share of the peak and its error against the
+// double-precision reference (tiny: 6 heads of 64 over 1500 x 1500).
+TEST(FlashHarness, KernelsCommandShowsTheAttentionRows) {
+  const auto r = test::run_command(std::string(AMA_CLI_PATH) +
+                                   " kernels --kernel attention_flash_d64 --arch tiny --iters 1 -t 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  int rows = 0;
+  for (const auto& k : j["kernels"]) {
+    SCOPED_TRACE(k.dump());
+    const Isa isa = [&] {
+      Isa i = Isa::scalar;
+      EXPECT_TRUE(parse_isa(k["isa"].get<std::string>(), &i));
+      return i;
+    }();
+    EXPECT_EQ(k["kernel"].get<std::string>(), std::string("attention_") + cpu::flash_kernel(cpu::kernel_table(isa)).name);
+    EXPECT_EQ(k["shape"].get<std::string>(), "6x1500x1500x64 (tiny encoder)");
+    EXPECT_GT(k["peak_pct"].get<double>(), 0.0);
+    // Against f32 inputs: mostly the rounding of Q and K to bf16 (2^-8 each).
+    EXPECT_LT(k["max_rel_err"].get<double>(), 0.03);
+    ++rows;
+  }
+  int expected = 0;
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}) expected += isa_supported(i) ? 1 : 0;
+  EXPECT_EQ(rows, expected);
 }
 
 // The base-2 exponential of the softmax: 2.6e-6 from the polynomial, a few
