@@ -68,10 +68,10 @@ float flash_exp2_scalar(float x) { return scalar_flash::flash_exp2(x); }
 FlashKernel flash_kernel(const KernelTable& kt) {
   switch (kt.isa) {
     case Isa::scalar: return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
-    case Isa::avx2: return {"flash_d64_4x64__avx2", 4, flash_d64_generic_avx2};
+    case Isa::avx2: return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};
     case Isa::avx512:
       if (cpu_features().avx512_bf16) return {"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16};
-      return {"flash_d64_4x64__avx2", 4, flash_d64_generic_avx2};  // AVX-512F without BF16
+      return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};  // AVX-512F without BF16
     case Isa::amx:
       if (&kt == &kernel_table_amx_emulated()) return {"flash_d64_32x64__amx_emulated", 32, flash_d64_amx_emulated};
       return {"flash_d64_32x64__amx", 32, flash_d64_amx};

@@ -51,11 +51,13 @@ void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t
 using FlashD64Fn = void (*)(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                             float* out, size_t ld_out);
 
-// Portable kernels (plain C++; the scalar and AVX2 tables), 4 rows.
+// The portable kernel (plain C++, flash_attention_generic.h; the scalar
+// table), 4 rows.
 void flash_d64_generic_scalar(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                               float* out, size_t ld_out);
-void flash_d64_generic_avx2(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
-                            float* out, size_t ld_out);
+// AVX2 + FMA, f32 arithmetic on bf16 pairs widened in registers, 4 rows.
+void flash_d64_avx2(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                    float* out, size_t ld_out);
 // AVX-512 BF16 (vdpbf16ps), 6 rows; only where cpuid reports AVX512_BF16.
 void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                           float* out, size_t ld_out);

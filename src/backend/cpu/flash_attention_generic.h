@@ -3,9 +3,10 @@
 // same arithmetic: bf16 inputs widened exactly to f32, f32 scores and sums,
 // the same base-2 polynomial exp, P rounded to bf16 before P V. Included
 // inside one namespace per ISA (flash_attention.cpp: baseline x86-64;
-// flash_attention_avx2.cpp: AVX2 + FMA), so each copy is vectorized for its
-// ISA. The loops run over the 16 lanes of a panel innermost, which the
-// compiler turns into vector code.
+// flash_attention_avx2.cpp and _avx512.cpp), so each copy is built for its
+// ISA (flash_attention_avx2.cpp uses only its exp2 and constants). The loops
+// run over the 16 lanes of a panel innermost, which the compiler turns into
+// vector code.
 //
 // Not a header for general use: it defines functions with internal linkage,
 // and the including file first includes <algorithm>, <cmath>, <cstring>,
