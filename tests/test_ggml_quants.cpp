@@ -669,6 +669,14 @@ TEST(GgmlQuantFiles, CliMakeTestModelQuant) {
   int32_t ftype;
   std::memcpy(&ftype, b.data() + 44, 4);
   EXPECT_EQ(ftype, 2009);
+  // The CLI runs the quantized model end to end.
+  const std::string out = tmp("cli_q5_1_logits.f32");
+  r = test::run_command(cli + " logits -m " + p + " --audio " + test::shared("audio/jfk.wav") +
+                        " --tokens 50258,50259,50359 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto logits = test::read_f32(out);
+  ASSERT_EQ(logits.size(), 3u * 51865u);
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
   r = test::run_command(cli + " make-test-model --arch tiny --quant q4_k -o " + tmp("cli_tiny_q4k.bin"));
   EXPECT_NE(r.exit_code, 0);
   expect_has(r.err, {"q4_k", "multiple of 256", "rows of 384"});
