@@ -7,7 +7,8 @@
 #   scripts/fuzz.sh list               # the target names
 #
 # Only the fuzz targets are built (each from the few sources it needs), in
-# build-fuzz/ (FUZZ_BUILD_DIR to change it). The seeds are fuzz/corpus/TARGET/ (read only); new inputs go
+# build-fuzz/ (FUZZ_BUILD_DIR to change it). The seeds are fuzz/corpus/TARGET/ (read only),
+# with the dictionary fuzz/TARGET.dict when there is one; new inputs go
 # to build-fuzz/corpus/TARGET/, crashes to build-fuzz/crash-* (and the
 # run's log to build-fuzz/TARGET.log). Exits non-zero when any target finds
 # a crash, a leak, a timeout or a broken property. Extra libFuzzer flags:
@@ -52,11 +53,13 @@ cmake --build "$build" -j"${FUZZ_BUILD_JOBS:-1}" --target "${build_targets[@]}"
 fuzz_one() {
   local t="$1"
   mkdir -p "$build/corpus/$t"
+  local dict=()
+  [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
   # -max_len 4096: larger than every seed; -rss_limit_mb 2048: an input that
   # makes a parser allocate gigabytes is a bug (the readers bound every
   # allocation by the input's size), not a reason to wait for the OOM killer.
   "$build/amanuensis_fuzz_$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$build/" -print_final_stats=1 ${FUZZ_FLAGS:-} "$build/corpus/$t" "fuzz/corpus/$t"
+    -artifact_prefix="$build/" -print_final_stats=1 "${dict[@]}" ${FUZZ_FLAGS:-} "$build/corpus/$t" "fuzz/corpus/$t"
 }
 
 if [ ${#run[@]} -eq 1 ]; then
