@@ -47,7 +47,7 @@ void keep_token_embedding(std::unique_ptr<float[], WhisperModel::FreeDeleter> w,
     in_range = std::isfinite(v) && std::fabs(v) <= 65504.0f;  // f16's largest finite value
     exact = exact && f16_to_f32(f32_to_f16(v)) == v;
   }
-  if (!exact && (compute == ComputeType::f32 || !in_range)) {
+  if (!in_range || (!exact && compute == ComputeType::f32)) {  // the loop stops early when out of range
     model.token_embedding = std::move(w);
     return;
   }
@@ -223,6 +223,7 @@ Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& mod
   }
   for (const TensorSpec& t : specs)
     if (!slots.at(t.name).loaded) return make_error(src.path() + ": missing tensor '" + t.name + "'");
+  stack_projections(backend, model);
   return Status::Ok();
 }
 
