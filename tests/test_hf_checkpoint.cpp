@@ -277,6 +277,11 @@ void write_checkpoint(const std::string& dir, const CheckpointOptions& o, const 
   ASSERT_TRUE(w->close().ok());
 }
 
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 std::vector<int> prompt_tokens(const Tokenizer& tok) {
   std::vector<int> t = {tok.special().sot, tok.language_token("en"), tok.special().transcribe,
                         tok.special().no_timestamps};
@@ -425,6 +430,30 @@ TEST(HfCheckpoint, LogitsMatchGgmlThroughCli) {
   EXPECT_EQ(d.max_abs, 0.0) << d.str("CLI logits");
 }
 
+// transcribe -m DIR with word timestamps: the checkpoint's alignment heads
+// ([[1, 1], [1, 0]]) are the ones the by-shape rule gives this 2-layer
+// decoder (its last half), so the JSON must equal the ggml file's, words
+// and all.
+TEST(HfCheckpoint, TranscribeWithWordTimestampsThroughCli) {
+  const std::string dir = tmp_dir() + "/ckpt_transcribe", ref = tmp_dir() + "/ref_transcribe.bin";
+  write_checkpoint(dir, {}, ref);
+  auto run = [&](const std::string& model, const std::string& out) {
+    return test::run_command(std::string(AMA_CLI_PATH) + " transcribe -m " + model + " " + shared("audio/jfk.wav") +
+                             " --beam-size 1 --best-of 1 --temperature-increment-on-fallback none --word-timestamps"
+                             " --language en -t 2 --quiet --format json -o " + out);
+  };
+  auto r1 = run(dir, tmp_dir() + "/tr_dir");
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  auto r2 = run(ref, tmp_dir() + "/tr_ref");
+  ASSERT_EQ(r2.exit_code, 0) << r2.err;
+  auto a = nlohmann::json::parse(read_all(tmp_dir() + "/tr_dir.json"), nullptr, false);
+  auto b = nlohmann::json::parse(read_all(tmp_dir() + "/tr_ref.json"), nullptr, false);
+  ASSERT_FALSE(a.is_discarded());
+  ASSERT_TRUE(a.contains("segments") && !a["segments"].empty()) << a.dump().substr(0, 500);
+  ASSERT_TRUE(a["segments"][0].contains("words")) << a["segments"][0].dump();
+  EXPECT_EQ(a, b);
+}
+
 void expect_same_tokenizer(const Tokenizer& a, const Tokenizer& b) {
   ASSERT_EQ(a.n_vocab(), b.n_vocab());
   int differ = 0;
@@ -503,11 +532,6 @@ std::string good_copy(const std::string& name) {
   std::filesystem::remove_all(d);
   std::filesystem::copy(good, d);
   return d;
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 // Rewrites model.safetensors with `edit` applied to the tensor list.
