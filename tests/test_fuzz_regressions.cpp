@@ -25,6 +25,7 @@
 #include "audio/wav.h"
 #include "model/ggml_file.h"
 #include "model/ggml_quants.h"
+#include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -121,4 +122,20 @@ TEST(FuzzSeeds, SafetensorsSeedsOpenAndRead) {
     }
   }
   EXPECT_GE(read, 5);  // F32, F16, BF16 and F64 tensors, a scalar among them
+}
+
+// parse_hf_config compared encoder_ffn_dim with 4 * d_model in int before
+// validate_hparams ran, so d_model = 2^30 (its range check allows up to 2^30)
+// overflowed: undefined behaviour (UBSan: "signed integer overflow: 4 *
+// 1073741824"); in practice 2^32 wrapped to 0 and encoder_ffn_dim = 0 was
+// accepted. Now a clear error naming both sizes.
+TEST(FuzzRegressions, HfConfigHugeDModelWithFfnDim) {
+  const char* json =
+      R"({"d_model": 1073741824, "encoder_layers": 1, "encoder_attention_heads": 1, "decoder_layers": 1,)"
+      R"( "decoder_attention_heads": 1, "num_mel_bins": 80, "vocab_size": 51865, "max_source_positions": 1500,)"
+      R"( "max_target_positions": 448, "encoder_ffn_dim": 0})";
+  auto hp = parse_hf_config(json);
+  ASSERT_FALSE(hp.ok());
+  EXPECT_EQ(hp.message(),
+            "config.json: encoder_ffn_dim = 0 is not supported (our MLPs are 4 x d_model = 4294967296)");
 }
