@@ -82,13 +82,19 @@ struct ErrorStats {
 struct Gemm {
   int m, k, n;
   std::string what;
+  bool prenorm = false;  // linear_fused with the LayerNorm in the conversion (and GELU for an MLP up)
+  bool bf16_out = false;  // linear_fused writing bf16 (the cross-attention K/V)
 };
 
 std::vector<Gemm> gemm_shapes(const HParams& hp, const std::string& arch) {
   const int d = hp.n_audio_state;
   return {{kAudioCtx, d, d, arch + " attn proj"},   {kAudioCtx, d, 4 * d, arch + " mlp up"},
           {kAudioCtx, 4 * d, d, arch + " mlp down"}, {1, d, 4 * d, arch + " decode mlp"},
-          {5, d, 4 * d, arch + " decode x5 mlp"},     {1, d, hp.n_vocab, arch + " logits"}};
+          {5, d, 4 * d, arch + " decode x5 mlp"},     {1, d, hp.n_vocab, arch + " logits"},
+          // The encoder's fused ops and a window's stacked cross-attention K (or V).
+          {kAudioCtx, d, 3 * d, arch + " qkv +ln", true},
+          {kAudioCtx, d, 4 * d, arch + " mlp up +ln+gelu", true},
+          {kAudioCtx, hp.n_text_state, hp.n_text_layer * hp.n_text_state, arch + " cross k/v x" + std::to_string(hp.n_text_layer) + " bf16 out", false, true}};
 }
 
 }  // namespace
@@ -158,14 +164,34 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         auto x = random_vec(static_cast<size_t>(g.m) * g.k, 1, 1.0f);
         auto w = random_vec(static_cast<size_t>(g.n) * g.k, 2, 1.0f / std::sqrt(static_cast<float>(g.k)));
         std::vector<float> y(static_cast<size_t>(g.m) * g.n);
+        std::vector<uint16_t> y16(g.bf16_out ? y.size() : 0);
         auto packed = (*be)->pack(w.data(), g.n, g.k);
+        auto gamma = random_vec(g.k, 6, 0.1f), beta = random_vec(g.k, 7, 0.1f);
+        for (auto& v : gamma) v += 1.0f;
+        const PreNorm norm{gamma.data(), beta.data(), 1e-5f};
         Row r;
         r.kernel = name;
         r.isa = isa_name(isa);
         r.shape = std::to_string(g.m) + "x" + std::to_string(g.k) + "x" + std::to_string(g.n) + " (" + g.what + ")";
+        LinearOutput out;
+        out.ldy = g.n;
+        if (g.bf16_out) {  // split into per-layer blocks as the decoder reads them
+          out.y_bf16 = y16.data();
+          out.ldy = g.k;
+          out.split = g.k;
+          out.split_stride = static_cast<size_t>(g.m) * g.k;
+        } else {
+          out.y = y.data();
+        }
+        const bool gelu = g.prenorm && g.n == 4 * g.k;
         r.t = time_it(iters, [&] {
-          (*be)->linear(x.data(), g.m, g.k, *packed, nullptr, Activation::none, false, y.data(), g.n);
+          (*be)->linear_fused(x.data(), g.m, g.k, g.prenorm ? &norm : nullptr, *packed, nullptr,
+                              gelu ? Activation::gelu : Activation::none, false, out);
         });
+        // The error columns compare plain GEMMs with the f32 reference: run
+        // the plain op once for them.
+        if (g.prenorm || g.bf16_out)
+          (*be)->linear(x.data(), g.m, g.k, *packed, nullptr, Activation::none, false, y.data(), g.n);
         r.rate = 2.0 * g.m * g.k * g.n / (r.t.min * 1e-3) * 1e-9;
         r.unit = "GFLOP/s";
         double peak = peaks.f32_peak(isa);

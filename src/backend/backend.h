@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "core/result.h"
 
 namespace ama {
 
@@ -22,6 +25,30 @@ enum class ComputeType { f32, bf16, int8, int10 };
 const char* compute_type_name(ComputeType t);
 
 enum class Activation { none, gelu };
+
+// A LayerNorm of each input row, applied as the row is converted for the
+// GEMM (bf16 rounding or int8 quantization), so that the normalized
+// activations never exist as an f32 matrix: y = ((x - mean) / sqrt(var +
+// eps) * gamma + beta) W^T.
+struct PreNorm {
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+  float eps = 1e-5f;
+};
+
+// Where a linear's outputs go: f32 (y) or bf16 (y_bf16, rounded to nearest
+// even; no accumulate), exactly one of them. With split > 0 the output
+// columns are blocks of `split` and column c of row r lands at
+// (c / split) * split_stride + r * ldy + c % split: one GEMM over the
+// stacked matrices of several layers writes each layer's block where that
+// layer reads it (the decoder's cross-attention K/V, [layer][frame][state]).
+struct LinearOutput {
+  float* y = nullptr;
+  uint16_t* y_bf16 = nullptr;
+  int ldy = 0;
+  int split = 0;
+  size_t split_stride = 0;
+};
 
 // A weight matrix W[n_out][n_in] repacked once, at load, into a backend's
 // preferred layout. Immutable after packing; shared by all streams.
@@ -46,10 +73,25 @@ class Backend {
   }
   virtual std::unique_ptr<PackedMatrix> pack_as(const float* w, int n_out, int n_in, ComputeType as) const = 0;
 
+  // One matrix whose rows are the parts' rows in order ([sum n_out][n_in]),
+  // from matrices this backend packed at one compute type, so that several
+  // projections of the same input run as one wider GEMM (the encoder's
+  // Q/K/V; the cross-attention K/V of every decoder layer). An error when
+  // the parts differ in type or n_in, or when a part other than the last
+  // does not fill whole panels (n_out a multiple of 32 is always enough).
+  virtual Result<std::unique_ptr<PackedMatrix>> stack_packed(const std::vector<const PackedMatrix*>& parts) const = 0;
+
   // y[m][n] (+)= act(sum_k x[m][k] * W[n][k] + bias[n]).  With accumulate,
   // the result is added to y (a fused residual add). bias may be null.
   virtual void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
                       bool accumulate, float* y, int ldy) = 0;
+
+  // The general form: an optional LayerNorm of each x row first (norm may
+  // be null), outputs as described by `out` (f32 or bf16, optionally split
+  // into per-layer blocks). linear() is linear_fused without a norm into
+  // one f32 block.
+  virtual void linear_fused(const float* x, int m, int ldx, const PreNorm* norm, const PackedMatrix& w,
+                            const float* bias, Activation act, bool accumulate, const LinearOutput& out) = 0;
 
   // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of n.
   virtual void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,

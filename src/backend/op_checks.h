@@ -25,6 +25,17 @@ inline void check_linear(const float* x, int m, int ldx, int n_in, int n_out, co
   AMA_CHECK(ldx >= n_in && ldy >= n_out);
 }
 
+// linear_fused: exactly one output type, no residual add into bf16, and a
+// split that tiles the columns (ldy covers one block's columns).
+inline void check_linear_out(const float* x, int m, int ldx, int n_in, int n_out, const float* y, const void* y_bf16,
+                             int ldy, int split, size_t split_stride, bool accumulate, bool norm_ok) {
+  AMA_CHECK(x != nullptr && (y != nullptr) != (y_bf16 != nullptr));
+  AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0 && ldx >= n_in && norm_ok);
+  AMA_CHECK(!(accumulate && y_bf16 != nullptr));
+  AMA_CHECK(split >= 0 && ldy >= (split > 0 ? split : n_out));
+  AMA_CHECK(split == 0 || split_stride >= static_cast<size_t>(m) * ldy);
+}
+
 inline void check_layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta,
                              const float* y) {
   AMA_CHECK(x != nullptr && y != nullptr && gamma != nullptr && beta != nullptr);

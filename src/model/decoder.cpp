@@ -30,29 +30,42 @@ void Decoder::compute_cross(const float* encoder_out, CrossKv& cross) {
   const HParams& hp = m_.hp;
   const int n = hp.n_text_state, ctx = hp.n_audio_ctx;
   const size_t per_layer = static_cast<size_t>(ctx) * n;
-  // In bf16 the f32 projections go through this decoder's scratch, so a
-  // window's CrossKv holds only its 2 x n_layer x 1500 x n_state bf16 values
-  // (18 MB for base) and no f32 copy.
-  std::vector<float>& kf = bf16_kv_ ? k_ : cross.k;
-  std::vector<float>& vf = bf16_kv_ ? v_ : cross.v;
-  kf.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
-  vf.resize(per_layer * (bf16_kv_ ? 1 : hp.n_text_layer));
-  if (bf16_kv_) {
-    cross.k16.resize(per_layer * hp.n_text_layer);
-    cross.v16.resize(per_layer * hp.n_text_layer);
-  }
-  for (int l = 0; l < hp.n_text_layer; ++l) {
-    const AttentionWeights& a = m_.decoder[l].cross;
-    float* k = kf.data() + (bf16_kv_ ? 0 : l * per_layer);
-    float* v = vf.data() + (bf16_kv_ ? 0 : l * per_layer);
-    be_.linear(encoder_out, ctx, n, *a.key.w, nullptr, Activation::none, false, k, n);
-    be_.linear(encoder_out, ctx, n, *a.value.w, a.value.bias(), Activation::none, false, v, n);
+  const size_t total = per_layer * hp.n_text_layer;
+  // Keys, then values: with the layers' matrices stacked (stack_projections)
+  // one GEMM per window writes every layer's block straight into the cache
+  // layout [layer][frame][state], in bf16 when the caches are bf16 (the
+  // epilogue rounds; no f32 copy). Otherwise one GEMM per layer, through
+  // this decoder's f32 scratch when the cache is bf16.
+  auto project = [&](const LinearWeights& stacked, LinearWeights AttentionWeights::*part, std::vector<float>& f32,
+                     std::vector<uint16_t>& b16) {
     if (bf16_kv_)
-      for (size_t i = 0; i < per_layer; ++i) {
-        cross.k16[l * per_layer + i] = f32_to_bf16(k[i]);
-        cross.v16[l * per_layer + i] = f32_to_bf16(v[i]);
-      }
-  }
+      b16.resize(total);
+    else
+      f32.resize(total);
+    if (stacked.w) {
+      LinearOutput out;
+      out.ldy = n;
+      out.split = n;
+      out.split_stride = per_layer;
+      if (bf16_kv_)
+        out.y_bf16 = b16.data();
+      else
+        out.y = f32.data();
+      be_.linear_fused(encoder_out, ctx, n, nullptr, *stacked.w, stacked.bias(), Activation::none, false, out);
+      return;
+    }
+    std::vector<float>& tmp = k_;  // scratch for one layer in f32
+    if (bf16_kv_) tmp.resize(per_layer);
+    for (int l = 0; l < hp.n_text_layer; ++l) {
+      const LinearWeights& w = m_.decoder[l].cross.*part;
+      float* y = bf16_kv_ ? tmp.data() : f32.data() + l * per_layer;
+      be_.linear(encoder_out, ctx, n, *w.w, w.bias(), Activation::none, false, y, n);
+      if (bf16_kv_)
+        for (size_t i = 0; i < per_layer; ++i) b16[l * per_layer + i] = f32_to_bf16(y[i]);
+    }
+  };
+  project(m_.cross_k, &AttentionWeights::key, cross.k, cross.k16);
+  project(m_.cross_v, &AttentionWeights::value, cross.v, cross.v16);
 }
 
 void Decoder::copy_cache(const KvCache& from, KvCache& to) const {

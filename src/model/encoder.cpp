@@ -45,19 +45,39 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
   qkv_.resize(static_cast<size_t>(ctx) * n * 3);
   att_.resize(static_cast<size_t>(ctx) * n);
   mlp_.resize(static_cast<size_t>(ctx) * n * 4);
-  float* q = qkv_.data();
-  float* k = q + static_cast<size_t>(ctx) * n;
-  float* v = k + static_cast<size_t>(ctx) * n;
   for (const EncoderLayerWeights& L : m_.encoder) {
-    be_.layer_norm(x, ctx, n, n, L.attn_ln.gamma.data(), L.attn_ln.beta.data(), kLnEps, h_.data());
-    be_.linear(h_.data(), ctx, n, *L.attn.query.w, L.attn.query.bias(), Activation::none, false, q, n);
-    be_.linear(h_.data(), ctx, n, *L.attn.key.w, nullptr, Activation::none, false, k, n);
-    be_.linear(h_.data(), ctx, n, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, v, n);
-    be_.attention(q, ctx, n, k, v, ctx, n, n_head, d_head, false, 0, att_.data(), n);
+    // The attention LayerNorm is applied as its rows are converted for the
+    // Q/K/V GEMM (PreNorm), and Q/K/V are one GEMM over the stacked [3n][n]
+    // matrix whose output rows [q | k | v] attention reads in place (ld 3n).
+    const PreNorm attn_ln{L.attn_ln.gamma.data(), L.attn_ln.beta.data(), kLnEps};
+    int ld_qkv = 3 * n;
+    float* q = qkv_.data();
+    float* k = q + n;
+    float* v = q + 2 * n;
+    if (L.qkv.w) {
+      LinearOutput o;
+      o.y = q;
+      o.ldy = ld_qkv;
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.qkv.w, L.qkv.bias(), Activation::none, false, o);
+    } else {  // not stacked (stack_projections): three GEMMs into [q][k][v] blocks
+      ld_qkv = n;
+      k = q + static_cast<size_t>(ctx) * n;
+      v = k + static_cast<size_t>(ctx) * n;
+      be_.layer_norm(x, ctx, n, n, attn_ln.gamma, attn_ln.beta, kLnEps, h_.data());
+      be_.linear(h_.data(), ctx, n, *L.attn.query.w, L.attn.query.bias(), Activation::none, false, q, n);
+      be_.linear(h_.data(), ctx, n, *L.attn.key.w, nullptr, Activation::none, false, k, n);
+      be_.linear(h_.data(), ctx, n, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, v, n);
+    }
+    be_.attention(q, ctx, ld_qkv, k, v, ctx, ld_qkv, n_head, d_head, false, 0, att_.data(), n);
     be_.linear(att_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
 
-    be_.layer_norm(x, ctx, n, n, L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps, h_.data());
-    be_.linear(h_.data(), ctx, n, *L.mlp0.w, L.mlp0.bias(), Activation::gelu, false, mlp_.data(), 4 * n);
+    // MLP: LayerNorm in the up GEMM's conversion, GELU and bias in its
+    // epilogue, the residual add in the down GEMM's epilogue.
+    const PreNorm mlp_ln{L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps};
+    LinearOutput up;
+    up.y = mlp_.data();
+    up.ldy = 4 * n;
+    be_.linear_fused(x, ctx, n, &mlp_ln, *L.mlp0.w, L.mlp0.bias(), Activation::gelu, false, up);
     be_.linear(mlp_.data(), ctx, 4 * n, *L.mlp2.w, L.mlp2.bias(), Activation::none, true, x, n);
   }
   be_.layer_norm(x, ctx, n, n, m_.ln_post.gamma.data(), m_.ln_post.beta.data(), kLnEps, x);

@@ -35,6 +35,10 @@ struct AttentionWeights {
 struct EncoderLayerWeights {
   NormWeights attn_ln;
   AttentionWeights attn;
+  // attn.query, key and value stacked [3 n][n] (bias: query's, zeros,
+  // value's) by stack_projections, which then drops the three: one GEMM
+  // with one activation conversion instead of three.
+  LinearWeights qkv;
   NormWeights mlp_ln;
   LinearWeights mlp0, mlp2;
 };
@@ -76,6 +80,12 @@ struct WhisperModel {
   std::vector<DecoderLayerWeights> decoder;
   NormWeights ln;
 
+  // Every decoder layer's cross-attention keys (values) stacked
+  // [n_text_layer * n][n] by stack_projections, which then drops the
+  // per-layer ones: they all read the same encoder output, so a window's
+  // cross-attention K (V) is one GEMM.
+  LinearWeights cross_k, cross_v;
+
   // Cross-attention heads for word timestamps, (layer, head), from a Hugging
   // Face generation_config.json; empty: chosen by shape (decode/timing.h).
   std::vector<std::pair<int, int>> alignment_heads;
@@ -89,6 +99,13 @@ struct WhisperModel {
 // cross-attention keys), int10 for the decoder's per-token matrices and the
 // logits, bf16 elsewhere (the measurements are in whisper_model.cpp).
 ComputeType layer_compute_type(const std::string& tensor_name, ComputeType requested);
+
+// Stacks the projections that share an input (see EncoderLayerWeights::qkv
+// and WhisperModel::cross_k) once the model is loaded. Where the backend
+// cannot stack them (a custom shape whose width does not fill whole
+// panels, or parts packed at different compute types) they stay separate
+// and the encoder and decoder run them one by one.
+void stack_projections(const Backend& backend, WhisperModel& model);
 
 // Loads and validates a model; weights are packed by backend. `path` is a
 // whisper.cpp ggml file or a Hugging Face openai/whisper-* directory

@@ -47,7 +47,10 @@ class I10Panels final : public PackedMatrix {
 };
 
 // Per-thread scratch for converted activations, reused across calls.
-template <typename T>
+// Tag separates buffers of one type: the calling thread's activation
+// buffers (tag 0) are read by every worker while each worker, the caller
+// included, normalizes rows in its own row buffer (tag 1).
+template <typename T, int Tag = 0>
 T* scratch(size_t n) {
   thread_local std::vector<T> buf;
   if (buf.size() < n) buf.resize(n);
@@ -134,11 +137,68 @@ class CpuBackend final : public Backend {
   void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
               bool accumulate, float* y, int ldy) override {
     check_linear(x, m, ldx, w.n_in, w.n_out, y, ldy);
+    LinearOutput out;
+    out.y = y;
+    out.ldy = ldy;
+    linear_fused(x, m, ldx, nullptr, w, bias, act, accumulate, out);
+  }
+
+  Result<std::unique_ptr<PackedMatrix>> stack_packed(const std::vector<const PackedMatrix*>& parts) const override {
+    if (parts.empty()) return make_error("stack_packed: no matrices");
+    for (const PackedMatrix* p : parts)
+      if (!p) return make_error("stack_packed: a null matrix");
+    const PackedMatrix* first = parts[0];
+    if (dynamic_cast<const F32Panels*>(first))
+      return stack<F32Panels>(parts, 16, [](F32Panels& d, const F32Panels& p) { append(d.data, p.data); });
+    if (dynamic_cast<const Bf16Panels*>(first))
+      return stack<Bf16Panels>(parts, 16, [](Bf16Panels& d, const Bf16Panels& p) { append(d.data, p.data); });
+    if (dynamic_cast<const I8Panels*>(first))
+      return stack<I8Panels>(parts, 16, [](I8Panels& d, const I8Panels& p) {
+        append(d.data, p.data);
+        append(d.scale, p.scale);
+        append(d.col_sum, p.col_sum);
+      });
+    if (dynamic_cast<const I10Panels*>(first))  // int10 tiles hold two panels: 32 rows
+      return stack<I10Panels>(parts, 32, [](I10Panels& d, const I10Panels& p) {
+        append(d.data, p.data);
+        append(d.scale, p.scale);
+        append(d.col_sum, p.col_sum);
+      });
+    return make_error("stack_packed: the matrices were not packed by this CPU backend");
+  }
+
+  void linear_fused(const float* x, int m, int ldx, const PreNorm* norm, const PackedMatrix& w, const float* bias,
+                    Activation act, bool accumulate, const LinearOutput& out) override {
+    check_linear_out(x, m, ldx, w.n_in, w.n_out, out.y, out.y_bf16, out.ldy, out.split, out.split_stride, accumulate,
+                     !norm || (norm->gamma && norm->beta));
     const int k = w.n_in;
+    // Input row r, normalized when asked, for the converters below: the
+    // row itself, or the LayerNorm of it in this thread's row buffer (K
+    // floats, in L1), which the conversion then reads.
+    auto row_in = [&](const cpu::KernelTable& kt, size_t r) -> const float* {
+      const float* xr = x + r * ldx;
+      if (!norm) return xr;
+      float* t = scratch<float, 1>(k);
+      kt.layer_norm(xr, k, norm->gamma, norm->beta, norm->eps, t);
+      return t;
+    };
     if (const auto* f = dynamic_cast<const F32Panels*>(&w)) {
+      // The f32 tiles read x in place, so the reference path normalizes the
+      // whole matrix first.
+      const float* xs = x;
+      size_t lds = ldx;
+      if (norm) {
+        float* t = scratch<float>(static_cast<size_t>(m) * k);
+        pool_.parallel_for(m, 16, [&](size_t r0, size_t r1) {
+          for (size_t r = r0; r < r1; ++r)
+            k_.layer_norm(x + r * ldx, k, norm->gamma, norm->beta, norm->eps, t + r * k);
+        });
+        xs = t;
+        lds = k;
+      }
       const size_t stride = static_cast<size_t>(k) * cpu::kPanelWidth;
-      gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
-        k_.gemm_f32_tile(x + static_cast<size_t>(i) * ldx, ldx, rows, f->data.data() + (j / 16) * stride, stride,
+      gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
+        k_.gemm_f32_tile(xs + static_cast<size_t>(i) * lds, lds, rows, f->data.data() + (j / 16) * stride, stride,
                          n_panels, k, acc);
       });
     } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {
@@ -153,14 +213,14 @@ class CpuBackend final : public Backend {
         for (size_t r = r0; r < r1; ++r) {
           size_t c = 0;
           if (r < static_cast<size_t>(m)) {
-            kt.to_bf16_row(x + r * ldx, k, xb + r * ldb);
+            kt.to_bf16_row(row_in(kt, r), k, xb + r * ldb);
             c = k;
           }
           for (; c < ldb; ++c) xb[r * ldb + c] = 0;
         }
       });
       const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
-      gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, y, ldy,
+      gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, out,
                   [&](int i, int rows, int j, int n_panels, float* acc) {
                     kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels,
                                       kp, acc);
@@ -173,8 +233,8 @@ class CpuBackend final : public Backend {
       // sum_k x_k w_k ~ sw (s sum_k q_k wq_k + lo sum_k wq_k).
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       const size_t stride = static_cast<size_t>(cpu::i8_k_quads(k)) * 4 * cpu::kPanelWidth;
-      integer_linear(kt, x, m, ldx, w, q->scale.data(), q->col_sum.data(), 1, kt.gemm_i8_rows, bias, act, accumulate,
-                     y, ldy, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+      integer_linear(kt, row_in, m, w, q->scale.data(), q->col_sum.data(), 1, kt.gemm_i8_rows, bias, act, accumulate,
+                     out, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
                        kt.gemm_i8_tile(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
                      });
     } else if (const auto* t = dynamic_cast<const I10Panels*>(&w)) {
@@ -184,8 +244,8 @@ class CpuBackend final : public Backend {
       // because it waits on the weights' bytes, not on arithmetic.
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       const size_t tile_bytes = static_cast<size_t>(cpu::i8_k_quads(k)) * 2 * 80;  // 32 columns
-      integer_linear(kt, x, m, ldx, w, t->scale.data(), t->col_sum.data(), 2, kt.gemm_i10_rows, bias, act, accumulate,
-                     y, ldy, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+      integer_linear(kt, row_in, m, w, t->scale.data(), t->col_sum.data(), 2, kt.gemm_i10_rows, bias, act, accumulate,
+                     out, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
                        kt.gemm_i10_tile(xq, ldq, rows, t->data.data() + (j / 32) * tile_bytes, n_panels, kq, iacc);
                      });
     } else {
@@ -239,10 +299,10 @@ class CpuBackend final : public Backend {
   // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
   // iacc), and per row and column y = sw (s dot + lo col_sum) with
   // dot = the digits' sums combined as 256 hi + lo.
-  template <typename Tile>
-  void integer_linear(const cpu::KernelTable& kt, const float* x, int m, int ldx, const PackedMatrix& w,
+  template <typename RowIn, typename Tile>
+  void integer_linear(const cpu::KernelTable& kt, const RowIn& row_in, int m, const PackedMatrix& w,
                       const float* w_scale, const int32_t* col_sum, int digits, int tile_digit_rows,
-                      const float* bias, Activation act, bool accumulate, float* y, int ldy, const Tile& tile) {
+                      const float* bias, Activation act, bool accumulate, const LinearOutput& out, const Tile& tile) {
     const int k = w.n_in;
     const int kq = cpu::i8_k_quads(k);
     const size_t ldq = 4 * static_cast<size_t>(kq);
@@ -257,25 +317,21 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r) {
         uint8_t* row = xq + r * digits * ldq;
+        const float* xr = row_in(kt, r);
         if (digits == 1)
-          kt.quantize_u8_row(x + r * ldx, k, row, &sx[r], &lo_x[r]);
+          kt.quantize_u8_row(xr, k, row, &sx[r], &lo_x[r]);
         else
-          kt.quantize_u16_row(x + r * ldx, k, row, row + ldq, &sx[r], &lo_x[r]);
+          kt.quantize_u16_row(xr, k, row, row + ldq, &sx[r], &lo_x[r]);
         for (int d = 0; d < digits; ++d) std::fill(row + d * ldq + k, row + (d + 1) * ldq, 0);
       }
     });
-    gemm_driver(m, tile_rows, w, bias, act, accumulate, y, ldy, [&](int i, int rows, int j, int n_panels, float* acc) {
+    gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
       alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
       tile(xq + static_cast<size_t>(i) * digits * ldq, ldq, rows * digits, j, n_panels, kq, iacc);
       const int cols = std::min(16 * n_panels, w.n_out - j);
-      for (int r = 0; r < rows; ++r) {
-        const int32_t* d0 = iacc + r * digits * 32;
-        for (int c = 0; c < cols; ++c) {
-          const float dot = digits == 1 ? static_cast<float>(d0[c])
-                                        : 256.0f * static_cast<float>(d0[c]) + static_cast<float>(d0[32 + c]);
-          acc[r * 32 + c] = w_scale[j + c] * (sx[i + r] * dot + lo_x[i + r] * static_cast<float>(col_sum[j + c]));
-        }
-      }
+      for (int r = 0; r < rows; ++r)
+        kt.dequant_row(iacc + r * digits * 32, digits, cols, sx[i + r], lo_x[i + r], w_scale + j, col_sum + j,
+                       acc + r * 32);
     });
   }
 
@@ -284,10 +340,23 @@ class CpuBackend final : public Backend {
   // epilogue (bias, GELU, residual add) while the tile is in cache.
   template <typename Tile>
   void gemm_driver(int m, int tile_rows, const PackedMatrix& w, const float* bias, Activation act, bool accumulate,
-                   float* y, int ldy, const Tile& tile) {
+                   const LinearOutput& out, const Tile& tile) {
     const int n = w.n_out;
     const size_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
     const size_t col_blocks = (n + kColBlock - 1) / kColBlock;
+    const bool gelu = act == Activation::gelu;
+    // Column c0.. of output row r: one run of columns within one split block.
+    auto store = [&](float* acc, int r, int c0, int cols) {
+      size_t at = static_cast<size_t>(r) * out.ldy + c0;
+      if (out.split > 0) at = (c0 / out.split) * out.split_stride + static_cast<size_t>(r) * out.ldy + c0 % out.split;
+      const float* b = bias ? bias + c0 : nullptr;
+      if (out.y) {
+        k_.epilogue_row(acc, cols, b, gelu, accumulate, out.y + at);
+      } else {
+        k_.epilogue_row(acc, cols, b, gelu, false, acc);  // in place (acc is this thread's tile)
+        k_.to_bf16_row(acc, cols, out.y_bf16 + at);
+      }
+    };
     // Column blocks outermost: with one row (decoding), threads split the weights.
     pool_.parallel_for(row_blocks * col_blocks, 1, [&](size_t begin, size_t end) {
       alignas(64) float acc[cpu::kGemmMaxRows * 32];
@@ -298,16 +367,45 @@ class CpuBackend final : public Backend {
         for (int j = n0; j < n1; j += 32) {
           const int cols = std::min(32, n1 - j);
           const int n_panels = cols > 16 ? 2 : 1;
+          // Split blocks need not be multiples of 32: a tile's columns may
+          // straddle two of them.
+          const int cut = out.split > 0 ? std::min(cols, (j / out.split + 1) * out.split - j) : cols;
           for (int i = m0; i < m1; i += tile_rows) {
             const int rows = std::min(tile_rows, m1 - i);
             tile(i, rows, j, n_panels, acc);
-            for (int r = 0; r < rows; ++r)
-              k_.epilogue_row(acc + r * 32, cols, bias ? bias + j : nullptr, act == Activation::gelu, accumulate,
-                              y + static_cast<size_t>(i + r) * ldy + j);
+            for (int r = 0; r < rows; ++r) {
+              float* a = acc + r * 32;
+              store(a, i + r, j, cut);
+              for (int c = cut; c < cols; c += out.split) store(a + c, i + r, j + c, std::min(out.split, cols - c));
+            }
           }
         }
       }
     });
+  }
+
+  template <typename P, typename Append>
+  static Result<std::unique_ptr<PackedMatrix>> stack(const std::vector<const PackedMatrix*>& parts, int rows_per_tile,
+                                                     const Append& append_part) {
+    auto d = std::make_unique<P>();
+    d->n_in = parts[0]->n_in;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const P* p = dynamic_cast<const P*>(parts[i]);
+      if (!p) return make_error("stack_packed: the matrices differ in compute type");
+      if (p->n_in != d->n_in)
+        return make_error("stack_packed: the matrices differ in width (" + std::to_string(p->n_in) + " and " +
+                          std::to_string(d->n_in) + ")");
+      if (i + 1 < parts.size() && p->n_out % rows_per_tile != 0)
+        return make_error("stack_packed: a matrix of " + std::to_string(p->n_out) +
+                          " rows does not fill whole panels of " + std::to_string(rows_per_tile));
+      append_part(*d, *p);
+      d->n_out += p->n_out;
+    }
+    return std::unique_ptr<PackedMatrix>(std::move(d));
+  }
+  template <typename T>
+  static void append(std::vector<T>& d, const std::vector<T>& p) {
+    d.insert(d.end(), p.begin(), p.end());
   }
 
   const cpu::KernelTable& k_;

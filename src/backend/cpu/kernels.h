@@ -123,6 +123,11 @@ struct KernelTable {
                            float scale, float* scratch, float* m, float* l, float* out);
   void (*attend_heads_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int n_heads, int d,
                             float scale, float* scratch, float* m, float* l, float* out);
+  // The integer GEMMs' output for one row of a tile: out[c] = w_scale[c]
+  // (sx dot_c + lo col_sum[c]), dot_c = acc[c] with digits 1 (u8
+  // activations), 256 acc[c] + acc[32 + c] with digits 2 (16-bit ones).
+  void (*dequant_row)(const int32_t* acc, int digits, int cols, float sx, float lo, const float* w_scale,
+                      const int32_t* col_sum, float* out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

@@ -124,7 +124,8 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::attend_row_f32_generic,
                                 avx2_ns::attend_row_bf16_generic,
                                 avx2_ns::attend_heads_f32_generic,
-                                avx2_ns::attend_heads_bf16_generic};
+                                avx2_ns::attend_heads_bf16_generic,
+                                avx2_ns::dequant_row_generic};
   return t;
 }
 

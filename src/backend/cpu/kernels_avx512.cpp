@@ -426,7 +426,8 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::attend_row_f32,
       avx512_ns::attend_row_bf16,
       avx512_ns::attend_heads_f32,
-      avx512_ns::attend_heads_bf16};
+      avx512_ns::attend_heads_bf16,
+      avx512_ns::dequant_row_generic};
   return t;
 }
 

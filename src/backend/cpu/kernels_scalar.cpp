@@ -55,7 +55,8 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::attend_row_f32_generic,
                                 scalar_ns::attend_row_bf16_generic,
                                 scalar_ns::attend_heads_f32_generic,
-                                scalar_ns::attend_heads_bf16_generic};
+                                scalar_ns::attend_heads_bf16_generic,
+                                scalar_ns::dequant_row_generic};
   return t;
 }
 

@@ -1,0 +1,418 @@
+// The fused linear op (Backend::linear_fused: LayerNorm in the activation
+// conversion, bf16 output, outputs split into per-layer blocks) and stacked
+// matrices (Backend::stack_packed), on every ISA this CPU supports and on the
+// AMX kernels over the scalar model of the tiles, at every compute type, at
+// Whisper's shapes (base: Q/K/V 1500 x 512 x 1536, MLP up 1500 x 512 x 2048,
+// cross-attention K of 6 layers 1500 x 512 x 3072) and at awkward ones (1
+// row, odd rows, K and N tails, split blocks that straddle the 32-column
+// tiles). Two checks:
+//  - against the unfused ops on the same backend (layer_norm, then linear,
+//    then the split and the bf16 rounding done by hand): the fused op runs
+//    the same row kernels in the same order, so the results must be equal
+//    bit for bit;
+//  - against a plain double reference, within a bound derived from the
+//    arithmetic (see reference_bound).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/half.h"
+
+namespace ama {
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24, float32's unit roundoff
+constexpr int kAmxEmulated = 4;          // variant: the AMX kernels on the scalar tile model
+constexpr float kEps = 1e-5f;
+
+std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f, float mean = 0.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(mean, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+std::string variant_name(int v) { return v == kAmxEmulated ? "amx_emulated" : isa_name(static_cast<Isa>(v)); }
+
+class FusedOps : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    const Isa isa = GetParam() == kAmxEmulated ? Isa::avx512 : static_cast<Isa>(GetParam());
+    if (!isa_supported(isa)) GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU";
+  }
+  std::unique_ptr<Backend> backend(ComputeType ct, int threads = 2) {
+    CpuBackendOptions o;
+    o.n_threads = threads;
+    o.compute = ct;
+    if (GetParam() == kAmxEmulated) {
+      o.emulate_amx = true;
+    } else {
+      o.force_isa = true;
+      o.isa = static_cast<Isa>(GetParam());
+    }
+    auto b = make_cpu_backend(o);
+    EXPECT_TRUE(b.ok()) << b.message();
+    return b.ok() ? std::move(b.value()) : nullptr;
+  }
+};
+
+struct Case {
+  int m, k, n;
+  bool norm;
+  Activation act;
+  bool accumulate;
+  bool bf16_out;
+  int split;  // 0: one block of n columns
+  const char* what;
+};
+
+std::string case_name(const Case& c, ComputeType ct) {
+  return std::string(compute_type_name(ct)) + " " + c.what + ": m=" + std::to_string(c.m) + " k=" +
+         std::to_string(c.k) + " n=" + std::to_string(c.n) + (c.norm ? " prenorm" : "") +
+         (c.act == Activation::gelu ? " gelu" : "") + (c.accumulate ? " accumulate" : "") +
+         (c.bf16_out ? " bf16-out" : "") + " split=" + std::to_string(c.split);
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> c = {
+      {1500, 512, 1536, true, Activation::none, false, false, 0, "base encoder Q/K/V"},
+      {1500, 512, 2048, true, Activation::gelu, false, false, 0, "base encoder MLP up"},
+      {1500, 512, 3072, false, Activation::none, false, true, 512, "base cross-attention K, 6 layers"},
+      {1, 7, 17, true, Activation::none, false, false, 0, "one row"},
+      {7, 33, 31, true, Activation::gelu, true, false, 0, "odd rows, K and N tails, residual"},
+      {13, 129, 95, true, Activation::none, false, true, 24, "blocks straddling tiles, bf16"},
+      {97, 3, 48, false, Activation::gelu, false, false, 16, "K of 3, split 16"},
+      {33, 64, 70, true, Activation::none, true, false, 35, "split 35 with residual"},
+      {40, 200, 1000, true, Activation::gelu, false, true, 0, "rows over the 16-row small-GEMM cut"},
+  };
+  return c;
+}
+
+// Output element (r, c) of a linear_fused with the given split.
+size_t out_index(const Case& c, int r, int col, int ldy) {
+  if (c.split == 0) return static_cast<size_t>(r) * ldy + col;
+  return static_cast<size_t>(col / c.split) * (static_cast<size_t>(c.m) * ldy) + static_cast<size_t>(r) * ldy +
+         col % c.split;
+}
+
+struct Inputs {
+  std::vector<float> x, w, bias, gamma, beta, y0;
+  int ldx, ldy;
+  size_t out_size;
+};
+
+Inputs make_inputs(const Case& c) {
+  Inputs in;
+  in.ldx = c.k + 3;  // a row stride wider than K
+  in.ldy = (c.split ? c.split : c.n) + 5;
+  // Rows with a mean and a spread, as the residual stream has.
+  in.x = random_vec(static_cast<size_t>(c.m) * in.ldx, 101 + c.k, 2.0f, 0.5f);
+  in.w = random_vec(static_cast<size_t>(c.n) * c.k, 102 + c.n, 1.0f / std::sqrt(static_cast<float>(c.k)));
+  in.bias = random_vec(c.n, 103, 0.5f);
+  in.gamma = random_vec(c.k, 104, 0.1f, 1.0f);
+  in.beta = random_vec(c.k, 105, 0.1f);
+  const int blocks = c.split ? (c.n + c.split - 1) / c.split : 1;
+  in.out_size = static_cast<size_t>(blocks) * c.m * in.ldy;
+  in.y0 = random_vec(in.out_size, 106);  // the residual, and the gaps between blocks
+  return in;
+}
+
+// The fused op; returns the outputs as float (bf16 widened).
+std::vector<float> run_fused(Backend& be, const Case& c, const Inputs& in, const PackedMatrix& w) {
+  LinearOutput o;
+  o.ldy = in.ldy;
+  o.split = c.split;
+  o.split_stride = static_cast<size_t>(c.m) * in.ldy;
+  std::vector<float> y = in.y0;
+  std::vector<uint16_t> y16(in.out_size);
+  for (size_t i = 0; i < y16.size(); ++i) y16[i] = f32_to_bf16(in.y0[i]);
+  if (c.bf16_out)
+    o.y_bf16 = y16.data();
+  else
+    o.y = y.data();
+  const PreNorm norm{in.gamma.data(), in.beta.data(), kEps};
+  be.linear_fused(in.x.data(), c.m, in.ldx, c.norm ? &norm : nullptr, w, in.bias.data(), c.act, c.accumulate, o);
+  if (c.bf16_out)
+    for (size_t i = 0; i < y.size(); ++i) y[i] = bf16_to_f32(y16[i]);
+  return y;
+}
+
+// The same through the unfused ops: layer_norm, linear into a plain [m][n]
+// matrix, then the split layout and the bf16 rounding by hand.
+std::vector<float> run_unfused(Backend& be, const Case& c, const Inputs& in, const PackedMatrix& w) {
+  std::vector<float> h(static_cast<size_t>(c.m) * in.ldx);
+  const float* x = in.x.data();
+  if (c.norm && c.m > 0) {
+    be.layer_norm(in.x.data(), c.m, c.k, in.ldx, in.gamma.data(), in.beta.data(), kEps, h.data());
+    x = h.data();
+  }
+  std::vector<float> full(static_cast<size_t>(c.m) * c.n);
+  for (int r = 0; r < c.m; ++r)
+    for (int j = 0; j < c.n; ++j) full[static_cast<size_t>(r) * c.n + j] = in.y0[out_index(c, r, j, in.ldy)];
+  be.linear(x, c.m, in.ldx, w, in.bias.data(), c.act, c.accumulate, full.data(), c.n);
+  std::vector<float> y = in.y0;
+  if (c.bf16_out)
+    for (auto& v : y) v = bf16_to_f32(f32_to_bf16(v));
+  for (int r = 0; r < c.m; ++r)
+    for (int j = 0; j < c.n; ++j) {
+      const float v = full[static_cast<size_t>(r) * c.n + j];
+      y[out_index(c, r, j, in.ldy)] = c.bf16_out ? bf16_to_f32(f32_to_bf16(v)) : v;
+    }
+  return y;
+}
+
+// Every compute type: f32 reads x itself, bf16 rounds it, int8 and int10
+// quantize it per row.
+const ComputeType kTypes[] = {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int10};
+
+TEST_P(FusedOps, LinearFusedEqualsUnfusedOps) {
+  for (ComputeType ct : kTypes) {
+    auto be = backend(ct);
+    ASSERT_TRUE(be);
+    for (const Case& c : cases()) {
+      SCOPED_TRACE(case_name(c, ct) + " on " + variant_name(GetParam()));
+      const Inputs in = make_inputs(c);
+      auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
+      const auto fused = run_fused(*be, c, in, *w);
+      const auto plain = run_unfused(*be, c, in, *w);
+      ASSERT_EQ(fused.size(), plain.size());
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < fused.size(); ++i)
+        if (std::memcmp(&fused[i], &plain[i], sizeof(float)) != 0 && bad++ == 0) first = i;
+      EXPECT_EQ(bad, 0u) << bad << " elements differ; the first is element " << first << ": fused " << fused[first]
+                         << ", unfused " << plain[first];
+    }
+  }
+}
+
+// |fused - exact| for one output, where exact is computed in double from the
+// unrounded inputs. The input rounding of each compute type bounds each
+// product's error: with x' = x + dx and w' = w + dw, |x'w' - xw| <= |x||dw| +
+// |w||dx| + |dx||dw|, where |dx| <= half a step of the activation code
+// (bf16, 8 significant bits: 2^-8 |x|; u8: (max - min) / 255 / 2 of the row; 16-bit: / 65535 / 2)
+// and |dw| <= half a step of the weight code (bf16: 2^-8 |w|; int8:
+// max|w_n| / 127 / 2; int10: max|w_n| / 511 / 2). The f32 LayerNorm adds
+// (k + 8) u of each normalized value's scale (its sums of k terms), and the
+// accumulation, bias add and rounding add (k + 2) u of the sum of |products|
+// (kernels.h: one chain per element; bf16 and integer products are exact in
+// f32 or s32 before the final scaling). GELU then multiplies by at most 1.13
+// (its largest slope) and adds a few ulps of its own.
+struct Bound {
+  double ref, tol;
+};
+Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, int j, const std::vector<double>& xr,
+                      const std::vector<double>& ln_err, double dx_row, double lo) {
+  double dot = 0, mag = 0, wmax = 0, qerr = 0, lnterm = 0, deq = 0, wsum = 0;
+  const float* wj = in.w.data() + static_cast<size_t>(j) * c.k;
+  for (int k = 0; k < c.k; ++k) wmax = std::max(wmax, std::fabs(static_cast<double>(wj[k])));
+  for (int k = 0; k < c.k; ++k) {
+    const double x = xr[k], w = wj[k];
+    dot += x * w;
+    mag += std::fabs(x * w);
+    double dx = 0, dw = 0;
+    switch (ct) {
+      case ComputeType::f32: break;
+      case ComputeType::bf16: dx = std::ldexp(std::fabs(x) + ln_err[k], -8), dw = std::ldexp(std::fabs(w), -8); break;
+      case ComputeType::int8: dx = dx_row, dw = wmax / 127 / 2; break;
+      case ComputeType::int10: dx = dx_row, dw = wmax / 511 / 2; break;
+    }
+    qerr += std::fabs(x) * dw + std::fabs(w) * dx + dx * dw;
+    lnterm += std::fabs(w) * ln_err[k];
+    deq += std::fabs(x - lo) * std::fabs(w);
+    wsum += std::fabs(w);
+  }
+  // The integer paths' output w_scale (s dot + lo col_sum) rounds two
+  // terms of sizes sum |x - lo||w| and |lo| sum |w| (and their sum, and the
+  // scaling) in f32, whatever the size of the result.
+  if (ct == ComputeType::int8 || ct == ComputeType::int10) qerr += 4 * kU * (deq + std::fabs(lo) * wsum + qerr);
+  double pre = dot + in.bias[j];
+  double tol = qerr + lnterm + (c.k + 2) * kU * (mag + qerr + std::fabs(in.bias[j]));
+  double ref = pre;
+  if (c.act == Activation::gelu) {
+    ref = 0.5 * pre * (1.0 + std::erf(pre / std::sqrt(2.0)));
+    tol = tol * 1.13 + 8 * kU * std::fabs(pre) + 1e-7 * std::fabs(pre);  // A&S erf: 1.5e-7 absolute
+  }
+  if (c.accumulate) {
+    ref += in.y0[out_index(c, r, j, in.ldy)];
+    tol += 2 * kU * std::fabs(ref);
+  }
+  if (c.bf16_out) tol += std::ldexp(std::fabs(ref) + tol, -8);  // the output's own rounding (half a bf16 step)
+  return {ref, tol + 1e-30};
+}
+
+TEST_P(FusedOps, LinearFusedMatchesPlainReference) {
+  for (ComputeType ct : kTypes) {
+    auto be = backend(ct);
+    ASSERT_TRUE(be);
+    for (const Case& c : cases()) {
+      SCOPED_TRACE(case_name(c, ct) + " on " + variant_name(GetParam()));
+      const Inputs in = make_inputs(c);
+      auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
+      const auto y = run_fused(*be, c, in, *w);
+      double worst = 0, worst_ours = 0, worst_ref = 0;
+      int worst_r = -1, worst_j = -1;
+      for (int r = 0; r < c.m; ++r) {
+        if (c.m > 64 && r > 3 && r != c.m - 1 && r % 37 != 0) continue;  // a spread of rows of the big shapes
+        // The input row as the GEMM sees it before rounding: x, or its LayerNorm in double.
+        const float* xr = in.x.data() + static_cast<size_t>(r) * in.ldx;
+        std::vector<double> xd(c.k), ln_err(c.k, 0.0);
+        double mean = 0, var = 0, mean_abs = 0;
+        for (int k = 0; k < c.k; ++k) mean += xr[k], mean_abs += std::fabs(xr[k]);
+        mean /= c.k, mean_abs /= c.k;
+        for (int k = 0; k < c.k; ++k) var += (xr[k] - mean) * (xr[k] - mean);
+        var /= c.k;
+        const double inv = 1.0 / std::sqrt(var + kEps);
+        for (int k = 0; k < c.k; ++k) {
+          if (c.norm) {
+            const double z = (xr[k] - mean) * inv;
+            xd[k] = z * in.gamma[k] + in.beta[k];
+            ln_err[k] = (c.k + 8) * kU * (std::fabs(z) + mean_abs * inv) * std::fabs(in.gamma[k]) +
+                        2 * kU * std::fabs(xd[k]);
+          } else {
+            xd[k] = xr[k];
+          }
+        }
+        double lo = xd[0], hi = xd[0];
+        for (double v : xd) lo = std::min(lo, v), hi = std::max(hi, v);
+        // Half a step of the row's code, widened by the LayerNorm's error of its range.
+        double ln_max = 0;
+        for (double e : ln_err) ln_max = std::max(ln_max, e);
+        const double range = hi - lo + 2 * ln_max;
+        // The code's step s = range / L, and the scaled value (x - lo) / s,
+        // up to L, is itself rounded in f32 before it is rounded to the code.
+        const double levels = ct == ComputeType::int8 ? 255 : 65535;
+        const double dx_row = range / levels * (0.5 + 4 * kU * levels);
+        for (int j = 0; j < c.n; ++j) {
+          const Bound b = reference_bound(c, in, ct, r, j, xd, ln_err, dx_row, lo);
+          const double got = y[out_index(c, r, j, in.ldy)];
+          const double ratio = std::fabs(got - b.ref) / b.tol;
+          if (!(ratio <= worst) || std::isnan(got)) {
+            worst = std::isnan(got) ? INFINITY : ratio;
+            worst_ours = got, worst_ref = b.ref, worst_r = r, worst_j = j;
+          }
+        }
+      }
+      EXPECT_LE(worst, 1.0) << "worst element (row " << worst_r << ", column " << worst_j << "): ours " << worst_ours
+                            << ", reference " << worst_ref << ", error/tolerance " << worst;
+      // The gaps between split blocks (columns split..ldy of each block) are
+      // never written.
+      if (c.split) {
+        size_t touched = 0;
+        for (size_t blk = 0; blk * c.split < static_cast<size_t>(c.n); ++blk)
+          for (int r = 0; r < c.m; ++r)
+            for (int col = c.split; col < in.ldy; ++col) {
+              const size_t i = blk * c.m * in.ldy + static_cast<size_t>(r) * in.ldy + col;
+              const float want = c.bf16_out ? bf16_to_f32(f32_to_bf16(in.y0[i])) : in.y0[i];
+              if (std::memcmp(&y[i], &want, sizeof(float)) != 0) ++touched;
+            }
+        EXPECT_EQ(touched, 0u) << "elements outside the split blocks were written";
+      }
+    }
+  }
+}
+
+// Stacked matrices give the parts' outputs side by side, bit for bit.
+TEST_P(FusedOps, StackedMatrixEqualsItsParts) {
+  for (ComputeType ct : kTypes) {
+    auto be = backend(ct);
+    ASSERT_TRUE(be);
+    // int10 tiles hold 32 rows, the others 16: every part but the last
+    // fills whole tiles; the last may end in a partial one.
+    const std::vector<int> rows = {64, 32, 96, 40};
+    for (int m : {1, 7, 1500}) {
+      const int k = 512 + 7;
+      SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(m) + " on " + variant_name(GetParam()));
+      auto x = random_vec(static_cast<size_t>(m) * k, 201, 1.5f);
+      std::vector<std::unique_ptr<PackedMatrix>> parts;
+      std::vector<const PackedMatrix*> ptrs;
+      std::vector<float> bias;
+      int n = 0;
+      for (size_t p = 0; p < rows.size(); ++p) {
+        auto w = random_vec(static_cast<size_t>(rows[p]) * k, 210 + p, 0.05f);
+        parts.push_back(be->pack_as(w.data(), rows[p], k, ct));
+        ptrs.push_back(parts.back().get());
+        auto b = random_vec(rows[p], 220 + p, 0.3f);
+        bias.insert(bias.end(), b.begin(), b.end());
+        n += rows[p];
+      }
+      auto stacked = be->stack_packed(ptrs);
+      ASSERT_TRUE(stacked.ok()) << stacked.message();
+      ASSERT_EQ((*stacked)->n_out, n);
+      ASSERT_EQ((*stacked)->n_in, k);
+      std::vector<float> whole(static_cast<size_t>(m) * n);
+      be->linear(x.data(), m, k, **stacked, bias.data(), Activation::gelu, false, whole.data(), n);
+      int col0 = 0;
+      for (size_t p = 0; p < rows.size(); ++p) {
+        std::vector<float> y(static_cast<size_t>(m) * rows[p]);
+        be->linear(x.data(), m, k, *parts[p], bias.data() + col0, Activation::gelu, false, y.data(), rows[p]);
+        size_t bad = 0;
+        for (int r = 0; r < m; ++r)
+          for (int j = 0; j < rows[p]; ++j)
+            if (y[static_cast<size_t>(r) * rows[p] + j] != whole[static_cast<size_t>(r) * n + col0 + j]) ++bad;
+        EXPECT_EQ(bad, 0u) << "part " << p << ": " << bad << " outputs differ from the stacked GEMM's";
+        col0 += rows[p];
+      }
+    }
+  }
+}
+
+TEST_P(FusedOps, StackingRefusesMismatchedParts) {
+  auto be = backend(ComputeType::int8);
+  ASSERT_TRUE(be);
+  auto w = random_vec(64 * 64, 301);
+  auto a = be->pack_as(w.data(), 32, 64, ComputeType::int8);
+  auto b16 = be->pack_as(w.data(), 32, 64, ComputeType::bf16);
+  auto narrow = be->pack_as(w.data(), 32, 48, ComputeType::int8);
+  auto odd = be->pack_as(w.data(), 24, 64, ComputeType::int8);
+  auto odd10 = be->pack_as(w.data(), 48, 64, ComputeType::int10);  // 16-row panels, but int10 tiles are 32
+  auto b10 = be->pack_as(w.data(), 32, 64, ComputeType::int10);
+  auto expect_error = [&](std::vector<const PackedMatrix*> parts, const std::string& words) {
+    auto r = be->stack_packed(parts);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.message().find(words), std::string::npos) << r.message();
+    EXPECT_EQ(r.message().find('\n'), std::string::npos) << "one line: " << r.message();
+  };
+  expect_error({}, "no matrices");
+  expect_error({a.get(), nullptr}, "null");
+  expect_error({a.get(), b16.get()}, "compute type");
+  expect_error({a.get(), narrow.get()}, "width");
+  expect_error({odd.get(), a.get()}, "whole panels");
+  expect_error({odd10.get(), b10.get()}, "whole panels");
+  // A partial panel is fine at the end.
+  auto ok = be->stack_packed({a.get(), odd.get()});
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ((*ok)->n_out, 56);
+}
+
+// The fused op's results do not depend on the thread count (the work split
+// is fixed, kernels.h), as for linear().
+TEST_P(FusedOps, IdenticalAtOneAndTwoThreads) {
+  for (ComputeType ct : kTypes) {
+    auto one = backend(ct, 1), two = backend(ct, 2);
+    ASSERT_TRUE(one && two);
+    // Several row blocks (96) and column blocks (128), split blocks that
+    // straddle tiles, bf16 out; and an MLP up with its LayerNorm and GELU.
+    const Case c{300, 256, 600, false, Activation::none, false, true, 200, "stacked K/V, 3 layers"};
+    const Case d{300, 256, 1024, true, Activation::gelu, false, false, 0, "MLP up"};
+    for (const Case* cc : {&c, &d}) {
+      SCOPED_TRACE(case_name(*cc, ct) + " on " + variant_name(GetParam()));
+      const Inputs in = make_inputs(*cc);
+      auto w1 = one->pack_as(in.w.data(), cc->n, cc->k, ct);
+      auto w2 = two->pack_as(in.w.data(), cc->n, cc->k, ct);
+      EXPECT_TRUE(run_fused(*one, *cc, in, *w1) == run_fused(*two, *cc, in, *w2));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, FusedOps,
+                         ::testing::Values(static_cast<int>(Isa::scalar), static_cast<int>(Isa::avx2),
+                                           static_cast<int>(Isa::avx512), static_cast<int>(Isa::amx), kAmxEmulated),
+                         [](const auto& info) { return variant_name(info.param); });
+
+}  // namespace
+}  // namespace ama
