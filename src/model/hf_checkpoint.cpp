@@ -394,6 +394,7 @@ Result<std::shared_ptr<const WhisperModel>> load_hf_checkpoint(const std::string
   auto source = safetensors_tensor_source(weights, hf_to_openai_name);
   if (!source) return source.error();
   AMA_TRY(load_weights(**source, backend, *model));
+  release_free_heap();
   return std::shared_ptr<const WhisperModel>(std::move(model));
 }
 

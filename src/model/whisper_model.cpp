@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <unordered_map>
 
 #include "core/half.h"
@@ -62,6 +65,16 @@ void keep_token_embedding(std::unique_ptr<float[], WhisperModel::FreeDeleter> w,
 }
 
 }  // namespace
+
+void release_free_heap() {
+#ifdef __GLIBC__
+  // Loading frees many blocks below glibc's mmap threshold (the f32 copies
+  // of the smaller matrices, a checkpoint's parsed vocab.json): glibc keeps
+  // them in the heap, where they would count in RSS for the whole run
+  // (9 MB measured with a checkpoint directory) unless returned now.
+  malloc_trim(0);
+#endif
+}
 
 ComputeType layer_compute_type(const std::string& name, ComputeType requested) {
   if (requested != ComputeType::int8) return requested;
@@ -250,6 +263,7 @@ Result<std::shared_ptr<const WhisperModel>> load_model(const std::string& path, 
   model->mel_filters = std::move(header->mel_filters);
   auto source = ggml_tensor_source(std::move(reader.value()));
   AMA_TRY(load_weights(*source, backend, *model));
+  release_free_heap();
   return std::shared_ptr<const WhisperModel>(std::move(model));
 }
 

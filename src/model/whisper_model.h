@@ -118,5 +118,7 @@ class TensorSource;
 // The weights of `model` (hp and tokenizer already set) from `src`, checked
 // against expected_tensors(model->hp): every tensor once, with its shape.
 Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& model);
+// Returns the heap's free memory to the system after a load (glibc).
+void release_free_heap();
 
 }  // namespace ama
