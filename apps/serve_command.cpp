@@ -27,7 +27,9 @@ int run_serve(server::ServerOptions o) {
   // then); a missing file is refused before that.
   for (const std::string* path : {&o.model_path, &o.vad_model}) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(*path, ec)) return fail("cannot read " + *path + ": no such file");
+    // The model may also be a Hugging Face checkpoint directory (load_model).
+    const bool dir_ok = path == &o.model_path && std::filesystem::is_directory(*path, ec);
+    if (!dir_ok && !std::filesystem::is_regular_file(*path, ec)) return fail("cannot read " + *path + ": no such file");
   }
   if (o.port < 0 || o.port > 65535) return fail("--port must be in [0, 65535]");
   if (o.max_queue < 1) return fail("--max-queue must be at least 1");
