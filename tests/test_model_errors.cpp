@@ -297,7 +297,7 @@ TEST(ModelErrors, ValidSmallModelLoads) {
   EXPECT_EQ((*m)->encoder.size(), 1u);
   EXPECT_EQ((*m)->decoder.size(), 1u);
   EXPECT_EQ((*m)->mel_filters.size(), 80u * 201u);
-  EXPECT_EQ((*m)->token_embedding.size(), 51865u * 64u);
+  EXPECT_TRUE((*m)->token_embedding || (*m)->token_embedding_f16);  // [51865][64], f32 or f16 (whisper_model.h)
   EXPECT_EQ((*m)->decoder_pos.size(), 64u * 64u);
   EXPECT_EQ((*m)->encoder_pos.size(), 1500u * 64u);
   EXPECT_EQ((*m)->tokenizer.n_vocab(), 51865);
@@ -903,7 +903,7 @@ TEST(ModelErrors, CliTranscribeWithBadModels) {
   std::vector<std::pair<std::string, std::string>> bad;  // path, phrase
   const std::string missing = tmp("cli_missing.bin");
   std::remove(missing.c_str());
-  bad.push_back({missing, "cannot open model file"});
+  bad.push_back({missing, "no such file, and not a model name"});
   const std::string empty = tmp("cli_empty.bin");
   write_file(empty, std::string());
   bad.push_back({empty, "truncated file"});
