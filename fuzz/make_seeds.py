@@ -272,6 +272,9 @@ def hf_config_seeds():
               decoder_ffn_dim=5120, torch_dtype="float16")
     write("hf_config", "config_turbo", b"\x00" + json.dumps(v3).encode())
     write("hf_config", "config_bad", b"\x00" + b'{"d_model": 3.5, "encoder_layers": -1, "x": [[[[]]]]}')
+    # Mode 3 (a config built from choice bytes, see fuzz_hf_config.cpp): base's
+    # config, key by key: (3, edge index) or (1, small value); then the extras.
+    write("hf_config", "structured_base", bytes([3, 3, 7, 1, 6, 1, 8, 1, 6, 1, 8, 3, 4, 3, 11, 3, 8, 3, 6, 3, 9, 3, 9, 63]))
     gen = {"alignment_heads": [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2], [5, 4], [5, 6]],
            "no_timestamps_token_id": 50363, "is_multilingual": True}
     write("hf_config", "generation_config", b"\x01" + json.dumps(gen).encode())
