@@ -21,6 +21,8 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/half.h"
+#include "model/whisper_model.h"
+#include "test_util.h"
 
 namespace ama {
 namespace {
@@ -406,6 +408,37 @@ TEST_P(FusedOps, IdenticalAtOneAndTwoThreads) {
       auto w2 = two->pack_as(in.w.data(), cc->n, cc->k, ct);
       EXPECT_TRUE(run_fused(*one, *cc, in, *w1) == run_fused(*two, *cc, in, *w2));
     }
+  }
+}
+
+// Loading stacks the projections at every compute type (so the encoder and
+// compute_cross take the one-GEMM paths that the oracle tests then check end
+// to end) and releases the per-layer matrices.
+TEST_P(FusedOps, LoadedModelIsStacked) {
+  for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
+    SCOPED_TRACE(std::string(compute_type_name(ct)) + " on " + variant_name(GetParam()));
+    auto be = backend(ct);
+    ASSERT_TRUE(be);
+    auto model = load_model(test::shared("oracle/micro/model.bin"), *be);
+    ASSERT_TRUE(model.ok()) << model.message();
+    const WhisperModel& m = **model;
+    const int a = m.hp.n_audio_state, s = m.hp.n_text_state;
+    for (const EncoderLayerWeights& e : m.encoder) {
+      ASSERT_TRUE(e.qkv.w);
+      EXPECT_EQ(e.qkv.w->n_out, 3 * a);
+      EXPECT_EQ(e.qkv.w->n_in, a);
+      ASSERT_EQ(e.qkv.b.size(), static_cast<size_t>(3 * a));
+      // Whisper's keys have no bias: zeros between the query's and the value's.
+      for (int i = a; i < 2 * a; ++i) EXPECT_EQ(e.qkv.b[i], 0.0f);
+      EXPECT_FALSE(e.attn.query.w || e.attn.key.w || e.attn.value.w);
+    }
+    for (const LinearWeights* kv : {&m.cross_k, &m.cross_v}) {
+      ASSERT_TRUE(kv->w);
+      EXPECT_EQ(kv->w->n_out, m.hp.n_text_layer * s);
+    }
+    EXPECT_TRUE(m.cross_k.b.empty());  // no key bias anywhere
+    EXPECT_EQ(m.cross_v.b.size(), static_cast<size_t>(m.hp.n_text_layer * s));
+    for (const DecoderLayerWeights& d : m.decoder) EXPECT_FALSE(d.cross.key.w || d.cross.value.w);
   }
 }
 
