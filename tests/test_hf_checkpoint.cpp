@@ -656,11 +656,11 @@ TEST(HfCheckpoint, CliErrorIsOneLine) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
-// The lookup table of the token embedding: f16 when that is exact or the
-// compute type rounds harder anyway, else f32.
-TEST(HfCheckpoint, TokenEmbeddingTable) {
-  // An F32 checkpoint whose embedding has values f16 cannot hold (the
-  // generated model's are f16 numbers: offset each by a third of 2^-12).
+// The token embedding's lookups read the logits matrix's packed rows
+// (WhisperModel::embed_token): exact at f32 compute, the bf16 value at bf16.
+TEST(HfCheckpoint, TokenEmbeddingLookup) {
+  // An F32 checkpoint whose embedding has values neither f16 nor bf16 can
+  // hold (the generated model's are f16 numbers: offset each by a third of 2^-12).
   const std::string dir = good_copy("table_f32");
   static std::vector<float> emb;
   rewrite_weights(dir, [](std::vector<StWriteTensor>& ts) {
@@ -671,31 +671,46 @@ TEST(HfCheckpoint, TokenEmbeddingTable) {
         t.data = emb.data();
       }
   });
-  auto f32 = load_model(dir, f32_backend());
-  ASSERT_TRUE(f32.ok()) << f32.message();
-  EXPECT_TRUE((*f32)->token_embedding);
-  EXPECT_FALSE((*f32)->token_embedding_f16);
   CpuBackendOptions o;
   o.n_threads = 2;
   o.compute = ComputeType::bf16;
   auto bf16 = make_cpu_backend(o);
   ASSERT_TRUE(bf16.ok());
-  auto m = load_model(dir, **bf16);
-  ASSERT_TRUE(m.ok()) << m.message();
-  EXPECT_FALSE((*m)->token_embedding);
-  ASSERT_TRUE((*m)->token_embedding_f16);
-  // An f16 ggml file's table is f16 even at f32 compute, and exact.
+  const int n = 64;
+  std::vector<float> zeros(n, 0.0f), row(n);
+  for (const Backend* be : std::vector<const Backend*>{&f32_backend(), bf16->get()}) {
+    SCOPED_TRACE(compute_type_name(be->compute_type()));
+    auto m = load_model(dir, *be);
+    ASSERT_TRUE(m.ok()) << m.message();
+    ASSERT_EQ((*m)->hp.n_text_state, n);
+    int inexact = 0;
+    for (int token : {0, 1234, 50257, 51864}) {
+      (*m)->embed_token(*be, token, zeros.data(), row.data());
+      for (int c = 0; c < n; ++c) {
+        const float v = emb[static_cast<size_t>(token) * n + c];
+        const float want = be->compute_type() == ComputeType::f32 ? v : bf16_to_f32(f32_to_bf16(v));
+        ASSERT_EQ(row[c], want) << token << " " << c;
+        inexact += want != v;
+      }
+    }
+    // The bf16 case really rounds (else it would not test the rounding).
+    if (be->compute_type() == ComputeType::bf16) {
+      EXPECT_GT(inexact, 100);
+    }
+  }
+  // An f16 ggml file at f32 compute: the file's values, with the position added.
   const WhisperModel& g = *source().model;
-  ASSERT_TRUE(g.token_embedding_f16);
   const Tensor* te = nullptr;
   for (const Tensor& t : source().tensors)
     if (t.name == "decoder.token_embedding.weight") te = &t;
   ASSERT_NE(te, nullptr);
-  const int n = g.hp.n_text_state;
-  std::vector<float> zeros(n, 0.0f), row(n);
+  ASSERT_EQ(g.hp.n_text_state, n);
+  std::vector<float> pos(n);
+  for (int c = 0; c < n; ++c) pos[c] = 0.25f * c;
   for (int token : {0, 1234, 50257, g.hp.n_vocab - 1}) {
-    g.embed_token(token, zeros.data(), row.data());
-    for (int c = 0; c < n; ++c) ASSERT_EQ(row[c], te->data[static_cast<size_t>(token) * n + c]) << token << " " << c;
+    g.embed_token(f32_backend(), token, pos.data(), row.data());
+    for (int c = 0; c < n; ++c)
+      ASSERT_EQ(row[c], te->data[static_cast<size_t>(token) * n + c] + pos[c]) << token << " " << c;
   }
 }
 

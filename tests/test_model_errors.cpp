@@ -297,7 +297,9 @@ TEST(ModelErrors, ValidSmallModelLoads) {
   EXPECT_EQ((*m)->encoder.size(), 1u);
   EXPECT_EQ((*m)->decoder.size(), 1u);
   EXPECT_EQ((*m)->mel_filters.size(), 80u * 201u);
-  EXPECT_TRUE((*m)->token_embedding || (*m)->token_embedding_f16);  // [51865][64], f32 or f16 (whisper_model.h)
+  ASSERT_TRUE((*m)->logits.w);  // the token embedding, packed [51865][64]; also its lookup (whisper_model.h)
+  EXPECT_EQ((*m)->logits.w->n_out, 51865);
+  EXPECT_EQ((*m)->logits.w->n_in, 64);
   EXPECT_EQ((*m)->decoder_pos.size(), 64u * 64u);
   EXPECT_EQ((*m)->encoder_pos.size(), 1500u * 64u);
   EXPECT_EQ((*m)->tokenizer.n_vocab(), 51865);

@@ -81,6 +81,13 @@ class Backend {
   // does not fill whole panels (n_out a multiple of 32 is always enough).
   virtual Result<std::unique_ptr<PackedMatrix>> stack_packed(const std::vector<const PackedMatrix*>& parts) const = 0;
 
+  // out[k] = W[n][k], k < n_in, as the GEMMs see it: exact for f32,
+  // the bf16 value for bf16, q * scale[n] for int8 and int10. Lets the
+  // decoder look its token embedding up in the packed logits matrix
+  // instead of keeping a second copy (base: 53 MB). n must be < n_out, w
+  // packed by this backend.
+  virtual void unpack_row(const PackedMatrix& w, int n, float* out) const = 0;
+
   // y[m][n] (+)= act(sum_k x[m][k] * W[n][k] + bias[n]).  With accumulate,
   // the result is added to y (a fused residual add). bias may be null.
   virtual void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,

@@ -178,7 +178,7 @@ bool Decoder::step(const std::vector<Group>& groups, std::vector<float>& logits,
     for (int i = 0; i < groups[g].n; ++i) {
       const size_t r = first_row[g] + i;
       const float* pe = m_.decoder_pos.data() + static_cast<size_t>(groups[g].cache->n_past + i) * n;
-      m_.embed_token(groups[g].tokens[i], pe, x_.data() + r * n);
+      m_.embed_token(be_, groups[g].tokens[i], pe, x_.data() + r * n);
     }
   const size_t layer_cache = static_cast<size_t>(hp.n_text_ctx) * n;
   const size_t layer_cross = static_cast<size_t>(hp.n_audio_ctx) * n;

@@ -1,14 +1,12 @@
 #include "model/whisper_model.h"
 
-#include <cmath>
-#include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 #include <unordered_map>
 
-#include "core/half.h"
 #include "model/ggml_file.h"
 #include "model/hf_checkpoint.h"
 #include "model/tensor_source.h"
@@ -31,38 +29,8 @@ struct Slot {
   std::vector<float>* vec = nullptr;  // a vector read in place
   LinearWeights* lin = nullptr;       // a matrix to pack [n_out][n_in]
   int n_out = 0, n_in = 0;
-  bool token_embedding = false;  // packed as the logits and kept for lookups
   bool loaded = false;
 };
-
-// Keeps the token embedding for lookups (see WhisperModel::token_embedding):
-// f16 when every value survives f16 exactly, or when the compute type rounds
-// harder anyway and every value is within f16's range; else f32. The f16
-// table is written over the front of the f32 buffer (element i's 2 bytes
-// land at or before the 4 bytes still to be read) and the buffer is shrunk
-// with realloc, which for an mmap'ed block (glibc, > 32 MB) returns the tail
-// pages without copying: the f32 copy and the table never coexist.
-void keep_token_embedding(std::unique_ptr<float[], WhisperModel::FreeDeleter> w, uint64_t n, ComputeType compute,
-                          WhisperModel& model) {
-  bool exact = true, in_range = true;
-  for (uint64_t i = 0; i < n && in_range; ++i) {
-    const float v = w[i];
-    in_range = std::isfinite(v) && std::fabs(v) <= 65504.0f;  // f16's largest finite value
-    exact = exact && f16_to_f32(f32_to_f16(v)) == v;
-  }
-  if (!in_range || (!exact && compute == ComputeType::f32)) {  // the loop stops early when out of range
-    model.token_embedding = std::move(w);
-    return;
-  }
-  uint16_t* h = reinterpret_cast<uint16_t*>(w.get());
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint16_t v = f32_to_f16(w[i]);
-    std::memcpy(h + i, &v, sizeof v);
-  }
-  float* raw = w.release();
-  void* shrunk = std::realloc(raw, n * sizeof(uint16_t));
-  model.token_embedding_f16.reset(static_cast<uint16_t*>(shrunk ? shrunk : raw));
-}
 
 }  // namespace
 
@@ -133,14 +101,9 @@ ComputeType layer_compute_type(const std::string& name, ComputeType requested) {
   return ComputeType::int10;  // decoder self-attention, cross-attention query/out, MLP, and the logits
 }
 
-void WhisperModel::embed_token(int token, const float* pos, float* out) const {
-  const int n = hp.n_text_state;
-  const size_t at = static_cast<size_t>(token) * n;
-  if (token_embedding) {
-    for (int c = 0; c < n; ++c) out[c] = token_embedding[at + c] + pos[c];
-  } else {
-    for (int c = 0; c < n; ++c) out[c] = f16_to_f32(token_embedding_f16[at + c]) + pos[c];
-  }
+void WhisperModel::embed_token(const Backend& backend, int token, const float* pos, float* out) const {
+  backend.unpack_row(*logits.w, token, out);
+  for (int c = 0; c < hp.n_text_state; ++c) out[c] += pos[c];
 }
 
 Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& model) {
@@ -190,7 +153,6 @@ Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& mod
   norm("encoder.ln_post", model.ln_post);
   {
     Slot& te = slots.at("decoder.token_embedding.weight");
-    te.token_embedding = true;
     te.lin = &model.logits;
     te.n_out = hp.n_vocab;
     te.n_in = s;
@@ -233,14 +195,13 @@ Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& mod
       AMA_TRY(src.read(*rec, slot.vec->data()));
       continue;
     }
-    // malloc rather than a vector: the token embedding's buffer becomes its
-    // f16 lookup table in place (below).
-    std::unique_ptr<float[], WhisperModel::FreeDeleter> w(
-        static_cast<float*>(std::malloc(rec->n_elements * sizeof(float))));
+    // malloc, not a vector: a file may declare a tensor larger than memory,
+    // which must be an error, not an uncaught bad_alloc.
+    std::unique_ptr<float, decltype(&std::free)> w(static_cast<float*>(std::malloc(rec->n_elements * sizeof(float))),
+                                                   &std::free);
     if (!w) return make_error(src.path() + ": out of memory for tensor " + rec->display());
     AMA_TRY(src.read(*rec, w.get()));
     slot.lin->w = backend.pack_as(w.get(), slot.n_out, slot.n_in, layer_compute_type(rec->name, requested));
-    if (slot.token_embedding) keep_token_embedding(std::move(w), rec->n_elements, requested, model);
   }
   for (const TensorSpec& t : specs)
     if (!slots.at(t.name).loaded) return make_error(src.path() + ": missing tensor '" + t.name + "'");

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -64,18 +63,10 @@ struct WhisperModel {
   std::vector<EncoderLayerWeights> encoder;
   NormWeights ln_post;
 
-  // The token embedding [n_vocab][n_text_state] for lookups, in f16 when
-  // that is exact (f16 files, and bf16 ones for all but subnormal values),
-  // or at bf16/int8 compute, where the decoder's matrices round far more
-  // (2^-8 against f16's 2^-11); else in f32. One of the two is set. f16
-  // halves the table: 53 MB instead of 106 for base. malloc'ed, so the
-  // loader can convert the f32 buffer in place and shrink it (realloc).
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<float[], FreeDeleter> token_embedding;
-  std::unique_ptr<uint16_t[], FreeDeleter> token_embedding_f16;
-  LinearWeights logits;                // the same matrix packed for the output GEMM
+  // The token embedding [n_vocab][n_text_state], packed for the output
+  // GEMM (logits = ln(x) W^T). It is also the only copy kept for the
+  // embedding lookups (embed_token), which read rows back out of the panels.
+  LinearWeights logits;
   std::vector<float> decoder_pos;      // [n_text_ctx][n_text_state]
   std::vector<DecoderLayerWeights> decoder;
   NormWeights ln;
@@ -90,8 +81,12 @@ struct WhisperModel {
   // Face generation_config.json; empty: chosen by shape (decode/timing.h).
   std::vector<std::pair<int, int>> alignment_heads;
 
-  // out[c] = token_embedding[token][c] + pos[c], c < n_text_state.
-  void embed_token(int token, const float* pos, float* out) const;
+  // out[c] = W[token][c] + pos[c], c < n_text_state, W the token embedding
+  // as packed in `logits` (backend: one that packs as the loading one did).
+  // Exact at f32 compute; at int8 compute the int10 value, (4 hi + lo) *
+  // max|row| / 511, and at bf16 the bf16 value (the oracle figures are in
+  // whisper_model.cpp).
+  void embed_token(const Backend& backend, int token, const float* pos, float* out) const;
 };
 
 // The compute type a weight matrix is packed in, given the one requested:

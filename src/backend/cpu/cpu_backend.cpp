@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/unpack.h"
 #include "backend/op_checks.h"
 #include "core/half.h"
 
@@ -165,6 +166,17 @@ class CpuBackend final : public Backend {
         append(d.col_sum, p.col_sum);
       });
     return make_error("stack_packed: the matrices were not packed by this CPU backend");
+  }
+
+  void unpack_row(const PackedMatrix& w, int n, float* out) const override {
+    AMA_CHECK(out != nullptr && n >= 0 && n < w.n_out);
+    if (const auto* f = dynamic_cast<const F32Panels*>(&w)) return cpu::unpack_f32_row(f->data.data(), w.n_in, n, out);
+    if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) return cpu::unpack_bf16_row(b->data.data(), w.n_in, n, out);
+    if (const auto* q = dynamic_cast<const I8Panels*>(&w))
+      return cpu::unpack_i8_row(q->data.data(), q->scale.data(), w.n_in, n, out);
+    const auto* q = dynamic_cast<const I10Panels*>(&w);
+    AMA_CHECK(q != nullptr);  // not packed by this backend
+    cpu::unpack_i10_row(q->data.data(), q->scale.data(), w.n_out, w.n_in, n, out);
   }
 
   void linear_fused(const float* x, int m, int ldx, const PreNorm* norm, const PackedMatrix& w, const float* bias,
