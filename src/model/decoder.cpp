@@ -16,12 +16,13 @@ KvCache Decoder::new_cache() const {
   const HParams& hp = m_.hp;
   KvCache c;
   const size_t size = static_cast<size_t>(hp.n_text_layer) * hp.n_text_ctx * hp.n_text_state;
+  // resize, not assign: the fresh zero pages stay untouched until written.
   if (bf16_kv_) {
-    c.k16.assign(size, 0);
-    c.v16.assign(size, 0);
+    c.k16.resize(size);
+    c.v16.resize(size);
   } else {
-    c.k.assign(size, 0.0f);
-    c.v.assign(size, 0.0f);
+    c.k.resize(size);
+    c.v.resize(size);
   }
   return c;
 }

@@ -21,7 +21,7 @@ class Encoder {
  private:
   const WhisperModel& m_;
   Backend& be_;
-  std::vector<float> cols_, conv_, h_, qkv_, att_, mlp_;
+  std::vector<float> cols_, h_, qkv_, att_, mlp_;  // cols_, h_: custom shapes only (encoder.cpp)
 };
 
 }  // namespace ama
