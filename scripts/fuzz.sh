@@ -79,7 +79,7 @@ wait_first() {
   pids=("${pids[@]:1}")
   names=("${names[@]:1}")
   local stats
-  stats=$(grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' "$build/$t.log" |
+  stats=$(grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' "$build/$t.log" |
           tr -s ' ' | tr '\n' ' ')
   if [ "$rc" -eq 0 ]; then
     echo "fuzz $t: ok: $stats"
