@@ -4,6 +4,7 @@
 // pass-through operand): a known false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#include <cstdint>
 #include <immintrin.h>
 
 #include <atomic>
@@ -78,9 +79,16 @@ __attribute__((target("avx512f,avx512vnni"))) float chain_vnni(long iters) {
   const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(1);
   for (long it = 0; it < iters; ++it)
     for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
-  __m512i s = a[0];
-  for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, a[i]);
-  return static_cast<float>(_mm512_reduce_add_epi32(s));
+  // Each lane holds 4 iters (2^31 / 4 > any iters used here), but their sum
+  // over 12 x 16 lanes would wrap an int32 (UBSan flagged the reduction):
+  // add in 64 bits.
+  int64_t total = 0;
+  alignas(64) int32_t lanes[16];
+  for (int i = 0; i < 12; ++i) {
+    _mm512_store_si512(lanes, a[i]);
+    for (int32_t v : lanes) total += v;
+  }
+  return static_cast<float>(total);
 }
 
 // Runs fn(iters) on every pool thread; returns operations per second given
