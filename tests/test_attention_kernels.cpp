@@ -243,8 +243,9 @@ TEST(FlashPack, Avx512MatchesScalar) {
     SCOPED_TRACE("n_kv=" + std::to_string(n_kv));
     const size_t ld = 64 * 3 + 5;
     auto k = random_vec(n_kv * ld, 41, 1.0f), v = random_vec(n_kv * ld, 42, 1.0f);
-    k[3] = NAN, k[4] = INFINITY, v[5] = -INFINITY;
-    if (n_kv > 1) v[ld + 6] = 1.0f + std::ldexp(1.0f, -8);  // a tie: rounds to even (row 1 exists)
+    // Inside the packed head's slice (columns 64..127 of each row).
+    k[64 + 3] = NAN, k[64 + 4] = INFINITY, v[64 + 5] = -INFINITY;
+    if (n_kv > 1) v[ld + 64 + 6] = 1.0f + std::ldexp(1.0f, -8);  // a tie: rounds to even (row 1 exists)
     const size_t sz = cpu::flash_packed_size(n_kv);
     std::vector<uint16_t> ka(sz, 1), va(sz, 1), kb(sz, 2), vb(sz, 2);
     cpu::flash_pack_kv(k.data() + 64, v.data() + 64, n_kv, ld, ka.data(), va.data());
