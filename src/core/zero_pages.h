@@ -34,7 +34,9 @@ struct ZeroPageAllocator {
     if (p) munmap(p, n * sizeof(T));
   }
   // Value-initialization (resize(n)) leaves the zero pages untouched;
-  // anything else constructs as usual.
+  // anything else constructs as usual. So a vector grown into fresh pages
+  // reads zeros, but one shrunk and regrown within its capacity would read
+  // its old values: never shrink and regrow such a vector, make a new one.
   template <typename U>
   void construct(U*) noexcept {}
   template <typename U, typename A, typename... Rest>
