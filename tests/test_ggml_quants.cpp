@@ -40,23 +40,8 @@ namespace {
 
 const std::string kVocab = AMA_SHARED_DIR "/models/whisper-vocab/for-tests-ggml-base.bin";
 
-const std::string& tmp_dir() {
-  static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "/ama_ggml_quants_" + std::to_string(getpid());
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-std::string tmp(const std::string& name) { return tmp_dir() + "/" + name; }
-class TempDirCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(tmp_dir(), ec);
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+const test::ProcessTempDir kTmp("ama_ggml_quants");  // removed when the tests end
+std::string tmp(const std::string& name) { return kTmp.file(name); }
 
 const std::vector<GgmlType> kQuantTypes = {GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1,
                                            GgmlType::q8_0, GgmlType::q2_k, GgmlType::q3_k, GgmlType::q4_k,

@@ -42,23 +42,8 @@ namespace {
 
 using test::shared;
 
-const std::string& tmp_dir() {
-  static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "/ama_hf_" + std::to_string(getpid());
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-
-class TempDirCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(tmp_dir(), ec);
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+const test::ProcessTempDir kTmp("ama_hf");  // removed when the tests end
+const std::string& tmp_dir() { return kTmp.path(); }
 
 // 64 state, 2 heads, 1 encoder and 2 decoder layers (so that alignment heads
 // can name layer 1), the real multilingual vocabulary.

@@ -28,6 +28,7 @@
 #include "model/hparams.h"
 #include "model/test_model.h"
 #include "model/whisper_model.h"
+#include "test_util.h"
 
 #ifndef AMA_CLI_PATH
 #define AMA_CLI_PATH "amanuensis"
@@ -58,26 +59,8 @@ enum HpOffset : size_t {
   kOffFilterBins = 52,
 };
 
-// All files go to a folder unique to this process (ctest may run several
-// test processes at once), removed when the tests end.
-const std::string& tmp_dir() {
-  static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "/ama_model_errors_" + std::to_string(getpid());
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-std::string tmp(const std::string& name) { return tmp_dir() + "/" + name; }
-
-class TempDirCleanup : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(tmp_dir(), ec);
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+const test::ProcessTempDir kTmp("ama_model_errors");  // removed when the tests end
+std::string tmp(const std::string& name) { return kTmp.file(name); }
 
 HParams small_hp(int state = 64, int heads = 2, int enc_layers = 1, int dec_layers = 1, int text_ctx = 64) {
   HParams hp;

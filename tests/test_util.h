@@ -2,9 +2,13 @@
 // reports that name the worst element.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <vector>
 #include <unistd.h>
@@ -16,6 +20,41 @@
 namespace ama::test {
 
 inline std::string shared(const std::string& rel) { return std::string(AMA_SHARED_DIR) + "/" + rel; }
+
+// A folder unique to this test process (ctest runs several test processes
+// at once), created at static initialisation and removed when the tests
+// end. Define one per test file at namespace scope:
+//   const test::ProcessTempDir kTmp("ama_hf");  ...  kTmp.file("x.bin")
+class ProcessTempDir {
+ public:
+  explicit ProcessTempDir(const std::string& prefix)
+      : path_(::testing::TempDir() + "/" + prefix + "_" + std::to_string(getpid())) {
+    ::testing::AddGlobalTestEnvironment(new Cleanup(path_));
+  }
+  // Created on first use, not at static initialisation: a child process
+  // that re-runs this binary (a death test) would otherwise leave an empty
+  // folder behind.
+  const std::string& path() const {
+    std::call_once(created_, [this] { std::filesystem::create_directories(path_); });
+    return path_;
+  }
+  std::string file(const std::string& name) const { return path() + "/" + name; }
+
+ private:
+  class Cleanup : public ::testing::Environment {
+   public:
+    explicit Cleanup(std::string path) : path_(std::move(path)) {}
+    void TearDown() override {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+
+   private:
+    std::string path_;
+  };
+  std::string path_;
+  mutable std::once_flag created_;
+};
 
 inline std::vector<float> read_f32(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
