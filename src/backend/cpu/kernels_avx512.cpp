@@ -95,6 +95,16 @@ static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16
   }
 }
 
+// vpdpbusd through inline asm: GCC 12 compiles _mm512_dpbusd_epi32 in a
+// register-blocked loop with two vmovdqa32 copies per accumulator per step
+// (its pattern ties the output to a fresh register), 24 moves for the 12
+// dot products of a 6x32 tile; that loop ran at 60% of the VNNI peak.
+// acc += u8(a) . s8(b), four products per 32-bit lane.
+__attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
 // gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
 template <int R>
 __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
@@ -108,8 +118,8 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
       uint32_t quad;
       __builtin_memcpy(&quad, x + r * ldx + 4 * kq, 4);
       const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
-      c[r][0] = _mm512_dpbusd_epi32(c[r][0], xv, w0);
-      c[r][1] = _mm512_dpbusd_epi32(c[r][1], xv, w1);
+      c[r][0] = dpbusd(c[r][0], xv, w0);
+      c[r][1] = dpbusd(c[r][1], xv, w1);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -128,7 +138,9 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
     case 3: return i8_rows<3>(x, ldx, panels, w1, two, k_quads, acc);
     case 4: return i8_rows<4>(x, ldx, panels, w1, two, k_quads, acc);
     case 5: return i8_rows<5>(x, ldx, panels, w1, two, k_quads, acc);
-    default: return i8_rows<6>(x, ldx, panels, w1, two, k_quads, acc);
+    case 6: return i8_rows<6>(x, ldx, panels, w1, two, k_quads, acc);
+    case 7: return i8_rows<7>(x, ldx, panels, w1, two, k_quads, acc);
+    default: return i8_rows<8>(x, ldx, panels, w1, two, k_quads, acc);
   }
 }
 
@@ -167,8 +179,8 @@ __attribute__((target("avx512vnni"))) static void i10_rows(const uint8_t* x, siz
         __builtin_memcpy(&quad, x + r * ldx + 4 * (4 * g + u), 4);
         const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
         for (int p = 0; p < P; ++p) {
-          ch[r][p] = _mm512_dpbusd_epi32(ch[r][p], xv, wh[p]);
-          cl[r][p] = _mm512_dpbusd_epi32(cl[r][p], xv, wl[p]);
+          ch[r][p] = dpbusd(ch[r][p], xv, wh[p]);
+          cl[r][p] = dpbusd(cl[r][p], xv, wl[p]);
         }
       }
     }
@@ -403,8 +415,8 @@ const KernelTable& kernel_table_avx512() {
       cpu_features().avx512_bf16 ? "gemm_bf16_f32_8x32__avx512bf16" : "gemm_bf16_f32_1x16__avx512",
       cpu_features().avx512_bf16 ? 8 : 6,
       cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile : avx512_ns::gemm_bf16_tile_generic,
-      cpu_features().avx512_vnni ? "gemm_u8s8_s32_6x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
-      6,
+      cpu_features().avx512_vnni ? "gemm_u8s8_s32_8x32__avx512vnni" : "gemm_u8s8_s32_1x16__avx512",
+      cpu_features().avx512_vnni ? 8 : 6,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile : avx512_ns::gemm_i8_tile_generic,
       cpu_features().avx512_vnni ? "gemm_u8s10_s32_4x32__avx512vnni" : "gemm_u8s10_s32_1x16__avx512",
       4,
