@@ -80,8 +80,11 @@ struct KernelTable {
   void (*gemm_i10_tile)(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
                         int32_t* acc);
 
-  // GEMM epilogue for one row of a tile: y (+)= act(acc + bias), bias may be null.
-  void (*epilogue_row)(float* acc, int cols, const float* bias, bool gelu, bool accumulate, float* y);
+  // GEMM epilogue for a tile (acc rows 32 floats apart, as the tiles write
+  // them): y[r * ldy + c] (+)= act(acc[r * 32 + c] + bias[c]) for r < rows,
+  // c < cols; bias may be null. acc is left modified.
+  void (*epilogue_tile)(float* acc, int rows, int cols, const float* bias, bool gelu, bool accumulate, float* y,
+                        size_t ldy);
 
   // Activation conversion for the bf16 and int8 GEMMs, one row at a time.
   void (*to_bf16_row)(const float* x, int n, uint16_t* out);  // round to nearest even
@@ -123,11 +126,12 @@ struct KernelTable {
                            float scale, float* scratch, float* m, float* l, float* out);
   void (*attend_heads_bf16)(const float* q, const uint16_t* k, const uint16_t* v, int n, int ld, int n_heads, int d,
                             float scale, float* scratch, float* m, float* l, float* out);
-  // The integer GEMMs' output for one row of a tile: out[c] = w_scale[c]
-  // (sx dot_c + lo col_sum[c]), dot_c = acc[c] with digits 1 (u8
-  // activations), 256 acc[c] + acc[32 + c] with digits 2 (16-bit ones).
-  void (*dequant_row)(const int32_t* acc, int digits, int cols, float sx, float lo, const float* w_scale,
-                      const int32_t* col_sum, float* out);
+  // The integer GEMMs' output for a tile: out[r * 32 + c] = w_scale[c]
+  // (sx[r] dot_rc + lo[r] col_sum[c]), dot_rc = acc[r * 32 + c] with digits
+  // 1 (u8 activations), 256 acc[r * 64 + c] + acc[r * 64 + 32 + c] with
+  // digits 2 (16-bit ones: a row's two digit rows are consecutive).
+  void (*dequant_tile)(const int32_t* acc, int rows, int digits, int cols, const float* sx, const float* lo,
+                       const float* w_scale, const int32_t* col_sum, float* out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

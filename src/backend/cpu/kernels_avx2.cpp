@@ -107,7 +107,7 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_u8s10_s32_1x16__avx2",
                                 4,
                                 avx2_ns::gemm_i10_tile_generic,
-                                avx2_ns::epilogue_row_generic,
+                                avx2_ns::epilogue_tile_generic,
                                 avx2_ns::to_bf16_row_generic,
                                 avx2_ns::quantize_u8_row_generic,
                                 avx2_ns::quantize_u16_row_generic,
@@ -125,7 +125,7 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::attend_row_bf16_generic,
                                 avx2_ns::attend_heads_f32_generic,
                                 avx2_ns::attend_heads_bf16_generic,
-                                avx2_ns::dequant_row_generic};
+                                avx2_ns::dequant_tile_generic};
   return t;
 }
 

@@ -421,7 +421,7 @@ const KernelTable& kernel_table_avx512() {
       cpu_features().avx512_vnni ? "gemm_u8s10_s32_4x32__avx512vnni" : "gemm_u8s10_s32_1x16__avx512",
       4,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i10_tile : avx512_ns::gemm_i10_tile_generic,
-      avx512_ns::epilogue_row_generic,
+      avx512_ns::epilogue_tile_generic,
       avx512_ns::to_bf16_row_generic,
       avx512_ns::quantize_u8_row_generic,
       avx512_ns::quantize_u16_row_generic,
@@ -439,7 +439,7 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::attend_row_bf16,
       avx512_ns::attend_heads_f32,
       avx512_ns::attend_heads_bf16,
-      avx512_ns::dequant_row_generic};
+      avx512_ns::dequant_tile_generic};
   return t;
 }
 

@@ -38,7 +38,7 @@ const KernelTable& kernel_table_scalar() {
                                 "gemm_u8s10_s32_1x16__scalar",
                                 4,
                                 scalar_ns::gemm_i10_tile_generic,
-                                scalar_ns::epilogue_row_generic,
+                                scalar_ns::epilogue_tile_generic,
                                 scalar_ns::to_bf16_row_generic,
                                 scalar_ns::quantize_u8_row_generic,
                                 scalar_ns::quantize_u16_row_generic,
@@ -56,7 +56,7 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::attend_row_bf16_generic,
                                 scalar_ns::attend_heads_f32_generic,
                                 scalar_ns::attend_heads_bf16_generic,
-                                scalar_ns::dequant_row_generic};
+                                scalar_ns::dequant_tile_generic};
   return t;
 }
 
