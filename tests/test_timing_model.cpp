@@ -384,5 +384,50 @@ TEST_P(Align, WeightsLogitsAndErrors) {
 INSTANTIATE_TEST_SUITE_P(ComputeTypes, Align, ::testing::Values(ComputeType::f32, ComputeType::bf16),
                          [](const auto& info) { return info.param == ComputeType::f32 ? "f32" : "bf16"; });
 
+// The encoder stage hands a released state's cross K/V buffers to the next
+// window, and a window's results do not depend on whether its buffers were
+// fresh or recycled (their old contents are overwritten, not added to).
+TEST(EncoderStage, RecyclesCrossBuffersWithoutChangingResults) {
+  SmallModel& sm = SmallModel::get();
+  auto model = sm.bf16;
+  ASSERT_TRUE(model);
+  const HParams& hp = model->hp;
+  CpuEncoderStage enc(model, *sm.be_bf16, false);
+  CpuDecoderStage dec(model, *sm.be_bf16);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g(0.0f, 0.5f);
+  std::vector<float> mel_a(static_cast<size_t>(hp.n_mels) * kNFramesPerWindow), mel_b(mel_a.size());
+  for (float& v : mel_a) v = g(rng);
+  for (float& v : mel_b) v = g(rng);
+  const SpecialTokens& sp = model->tokenizer.special();
+  const std::vector<int> tokens = {sp.sot, sp.language_begin, sp.transcribe, sp.no_timestamps};
+  auto logits_of = [&](const std::shared_ptr<const EncoderState>& state) {
+    auto seq = dec.add_sequence(state);
+    EXPECT_TRUE(seq.ok());
+    std::vector<float> logits;
+    EXPECT_TRUE(dec.step({{*seq, tokens, false}}, logits).ok());
+    dec.free(*seq);
+    return logits;
+  };
+  EXPECT_EQ(enc.spare_cross_buffers(), 0u);
+  auto fresh_b = enc.encode(mel_b.data(), 1, mel_b.size(), kNFramesPerWindow);
+  ASSERT_TRUE(fresh_b.ok()) << fresh_b.message();
+  const std::vector<float> want_b = logits_of((*fresh_b)[0]);
+  {
+    auto a = enc.encode(mel_a.data(), 1, mel_a.size(), kNFramesPerWindow);
+    ASSERT_TRUE(a.ok()) << a.message();
+    const std::vector<float> la = logits_of((*a)[0]);
+    EXPECT_NE(la, want_b);  // the two windows differ, so a stale buffer would show
+  }  // window a's state is released here: its buffers go to the pool
+  EXPECT_EQ(enc.spare_cross_buffers(), 1u);
+  auto again_b = enc.encode(mel_b.data(), 1, mel_b.size(), kNFramesPerWindow);
+  ASSERT_TRUE(again_b.ok()) << again_b.message();
+  EXPECT_EQ(enc.spare_cross_buffers(), 0u);  // taken by the new window
+  EXPECT_EQ(logits_of((*again_b)[0]), want_b);
+  fresh_b->clear();
+  again_b->clear();
+  EXPECT_EQ(enc.spare_cross_buffers(), CrossKvPool::kMaxSpare);  // bounded
+}
+
 }  // namespace
 }  // namespace ama

@@ -11,6 +11,12 @@ struct CpuEncoderState final : EncoderState {
   const WhisperModel* model = nullptr;  // the model whose stage made it
   std::vector<float> out;               // kept only when asked for
   CrossKv cross;
+  std::shared_ptr<CrossKvPool> pool;    // where cross goes back to
+  ~CpuEncoderState() override {
+    if (!pool) return;
+    std::lock_guard<std::mutex> lock(pool->mu);
+    if (pool->spare.size() < CrossKvPool::kMaxSpare) pool->spare.push_back(std::move(cross));
+  }
 };
 
 const CpuEncoderState* as_cpu_state(const EncoderState* s, const WhisperModel* model) {
@@ -21,7 +27,16 @@ const CpuEncoderState* as_cpu_state(const EncoderState* s, const WhisperModel* m
 }  // namespace
 
 CpuEncoderStage::CpuEncoderStage(std::shared_ptr<const WhisperModel> model, Backend& backend, bool keep_output)
-    : model_(std::move(model)), encoder_(*model_, backend), cross_(*model_, backend), keep_output_(keep_output) {}
+    : model_(std::move(model)),
+      encoder_(*model_, backend),
+      cross_(*model_, backend),
+      keep_output_(keep_output),
+      cross_pool_(std::make_shared<CrossKvPool>()) {}
+
+size_t CpuEncoderStage::spare_cross_buffers() const {
+  std::lock_guard<std::mutex> lock(cross_pool_->mu);
+  return cross_pool_->spare.size();
+}
 
 Result<std::vector<std::shared_ptr<const EncoderState>>> CpuEncoderStage::encode(const float* mel, int n_windows,
                                                                                  size_t window_stride, int ld) {
@@ -36,6 +51,14 @@ Result<std::vector<std::shared_ptr<const EncoderState>>> CpuEncoderStage::encode
   for (int w = 0; w < n_windows; ++w) {
     auto st = std::make_shared<CpuEncoderState>();
     st->model = model_.get();
+    st->pool = cross_pool_;
+    {
+      std::lock_guard<std::mutex> lock(cross_pool_->mu);
+      if (!cross_pool_->spare.empty()) {
+        st->cross = std::move(cross_pool_->spare.back());
+        cross_pool_->spare.pop_back();
+      }
+    }
     encoder_.run(mel + w * window_stride, ld, out_);
     cross_.compute_cross(out_.data(), st->cross);
     if (keep_output_) st->out = out_;
