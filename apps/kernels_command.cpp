@@ -281,11 +281,16 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         r.max_abs = e.max_abs, r.max_rel = e.max_rel;
         rows.push_back(r);
       }
-      for (bool bf16 : {false, true}) {
+      const int dh_all = d / hp.n_audio_head;
+      const std::vector<cpu::FlashKernel> fks = cpu::flash_kernels(kt);
+      // bf16 with d_head 64 (every Whisper size) runs the dedicated flash
+      // kernels (flash_attention.h), each of this ISA's (the first is the one
+      // the model uses); other head sizes the GEMM-tile flash.
+      const int variants = 1 + (dh_all == cpu::kFlashDim ? static_cast<int>(fks.size()) : 1);
+      for (int vi = 0; vi < variants; ++vi) {
+        const bool bf16 = vi > 0;
         const int heads = hp.n_audio_head, dh = d / heads, n = kAudioCtx;
-        // bf16 with d_head 64 (every Whisper size) runs the dedicated flash
-        // kernels (flash_attention.h); other head sizes the GEMM-tile flash.
-        const cpu::FlashKernel fk = cpu::flash_kernel(kt);
+        const cpu::FlashKernel fk = fks[std::max(0, vi - 1)];
         const bool dedicated = bf16 && dh == cpu::kFlashDim;
         const int tile_rows = bf16 ? kt.gemm_bf16_rows : kt.gemm_rows;
         const std::string kname = dedicated ? std::string("attention_") + fk.name
@@ -300,7 +305,9 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
               std::to_string(heads) + "x" + std::to_string(n) + "x" + std::to_string(n) + "x" + std::to_string(dh) + " (" + a + " encoder)"};
         const int iters = isa == Isa::scalar ? std::min(o.iters, 2) : o.iters;
         r.t = time_it(iters, [&] {
-          if (bf16)
+          if (dedicated)
+            cpu::attention_flash_d64(kt, fk, pool, args, k.data(), v.data());
+          else if (bf16)
             cpu::attention_flash_bf16(kt, pool, args, k.data(), v.data());
           else
             cpu::attention_flash_f32(kt, pool, args, k.data(), v.data());
@@ -313,6 +320,11 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         double peak = peaks.f32_peak(isa);
         const std::string used = dedicated ? fk.name : kt.gemm_bf16_name;
         if (bf16 && used.find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
+        // Q K^T in int8, P V in bf16: half the operations at each peak, so
+        // the floor is the sum of the two halves' times, a rate of
+        // 2 / (1 / int8 + 1 / bf16) (Zen 4, 2 threads: 455 and 245 give 318).
+        if (bf16 && used.find("avx512vnni_bf16") != std::string::npos && peaks.int8_gops > 0 && peaks.bf16_gflops > 0)
+          peak = 2.0 / (1.0 / peaks.int8_gops + 1.0 / peaks.bf16_gflops);
         if (bf16 && isa == Isa::amx) peak = peaks.amx_bf16_gflops;
         r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
         // Reference: exact softmax attention in double for a few queries of head 0.

@@ -134,9 +134,8 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
 // its L2. Each row is computed by one task with a fixed key order: results
 // do not depend on the thread count.
 template <typename KV>
-void attention_flash_d64(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
-                         const KV* values) {
-  const FlashKernel fk = flash_kernel(kt);
+void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPool& pool, const AttentionArgs& a,
+                         const KV* keys, const KV* values) {
   const int H = a.n_head, R = fk.rows, D = kFlashDim;
   const size_t packed = flash_packed_size(a.n_kv);
   const int q_tiles = (a.n_q + R - 1) / R;
@@ -150,7 +149,9 @@ void attention_flash_d64(const KernelTable& kt, ThreadPool& pool, const Attentio
   uint16_t* qb = vp + H * packed;
   pool.parallel_for(H, 1, [&](size_t h0, size_t h1) {
     for (size_t h = h0; h < h1; ++h) {
-      if (kt.isa >= Isa::avx512)
+      if (fk.int8_k)
+        flash_pack_kv_int8_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      else if (kt.isa >= Isa::avx512)
         flash_pack_kv_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
       else
         flash_pack_kv(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
@@ -173,7 +174,7 @@ void attention_flash_d64(const KernelTable& kt, ThreadPool& pool, const Attentio
 template <typename KV>
 void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                           const KV* values) {
-  if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, pool, a, keys, values);
+  if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, flash_kernel(kt), pool, a, keys, values);
   // Other head sizes: the same algorithm on the table's GEMM tiles.
   // bf16 inputs widen exactly to f32, and packing rounds them back unchanged.
   auto f = [](KV x) {
@@ -332,6 +333,10 @@ template void attention_flash_bf16<float>(const KernelTable&, ThreadPool&, const
                                           const float*);
 template void attention_flash_bf16<uint16_t>(const KernelTable&, ThreadPool&, const AttentionArgs&, const uint16_t*,
                                              const uint16_t*);
+template void attention_flash_d64<float>(const KernelTable&, const FlashKernel&, ThreadPool&, const AttentionArgs&,
+                                         const float*, const float*);
+template void attention_flash_d64<uint16_t>(const KernelTable&, const FlashKernel&, ThreadPool&, const AttentionArgs&,
+                                            const uint16_t*, const uint16_t*);
 template void attention_rows<float>(const KernelTable&, ThreadPool&, const AttentionArgs&, const float*, const float*);
 template void attention_rows<uint16_t>(const KernelTable&, ThreadPool&, const AttentionArgs&, const uint16_t*,
                                        const uint16_t*);

@@ -70,6 +70,8 @@ FlashKernel flash_kernel(const KernelTable& kt) {
     case Isa::scalar: return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
     case Isa::avx2: return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};
     case Isa::avx512:
+      if (cpu_features().avx512_bf16 && cpu_features().avx512_vnni)
+        return {"flash_d64_6x64__avx512vnni_bf16", 6, flash_d64_avx512vnni_bf16, true};
       if (cpu_features().avx512_bf16) return {"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16};
       return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};  // AVX-512F without BF16
     case Isa::amx:
@@ -77,6 +79,13 @@ FlashKernel flash_kernel(const KernelTable& kt) {
       return {"flash_d64_32x64__amx", 32, flash_d64_amx};
   }
   return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
+}
+
+std::vector<FlashKernel> flash_kernels(const KernelTable& kt) {
+  std::vector<FlashKernel> all = {flash_kernel(kt)};
+  if (kt.isa == Isa::avx512 && cpu_features().avx512_bf16 && cpu_features().avx512_vnni)
+    all.push_back({"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16});
+  return all;
 }
 
 }  // namespace ama::cpu

@@ -15,12 +15,23 @@
 //   V: [block][key pair kp < 32][dim panel c < 4][16 dims][2]
 //      = bf16(V[64 b + 2 kp + t][16 c + j]): the P V product's operand is
 //      16 head dims at one pair of keys; again 256 contiguous bytes per pair.
+//   K as int8 (the vpdpbusd kernel; V as above), kFlashI8BlockBytes per block:
+//      bytes [dim quad p < 16][key panel i < 4][16 keys][4]
+//      = ik(64 b + 16 i + j)[4 p + t] + 128, then 64 f32 steps sk_j, where
+//      K[key] ~ sk ik, ik in [-127, 127] (flash_attention_avx512.cpp).
+//      4352 bytes per block: less than the bf16 block's 8 KB, so it fits in
+//      a buffer of flash_packed_size.
 // Packing reads n_kv x 64 values per head and writes them once: 0.1 M
 // values against 1500 x 1500 x 64 x 2 = 288 M multiply-adds per head.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+namespace ama {
+class ThreadPool;
+}
 
 namespace ama::cpu {
 
@@ -31,6 +42,7 @@ inline constexpr int kFlashMaxRows = 32;  // largest query tile of any variant (
 inline int flash_blocks(int n_kv) { return (n_kv + kFlashKeys - 1) / kFlashKeys; }
 // uint16 elements of one head's packed K (or V).
 inline size_t flash_packed_size(int n_kv) { return static_cast<size_t>(flash_blocks(n_kv)) * kFlashKeys * kFlashDim; }
+inline constexpr size_t kFlashI8BlockBytes = kFlashKeys * kFlashDim + kFlashKeys * sizeof(float);
 
 // Packs one head: rows j < n_kv of k and v (stride ld, at the head's slice),
 // f32 or bf16, into kp and vp (flash_packed_size(n_kv) each).
@@ -39,6 +51,9 @@ void flash_pack_kv(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, ui
 // The same bytes with AVX-512 (F + BW) moves, where the CPU has them.
 void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+// K as int8 (bytes and steps, in kp's flash_packed_size elements), V as bf16.
+void flash_pack_kv_int8_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+void flash_pack_kv_int8_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 
 // The kernel contract (KernelTable::flash_d64): q holds `rows` query rows
 // (rows <= the table's flash_rows) of 64 bf16 each, contiguous; kp and vp one
@@ -61,6 +76,11 @@ void flash_d64_avx2(const uint16_t* q, int rows, const uint16_t* kp, const uint1
 // AVX-512 BF16 (vdpbf16ps), 6 rows; only where cpuid reports AVX512_BF16.
 void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                           float* out, size_t ld_out);
+// AVX-512 VNNI + BF16: Q K^T in int8 (Q quantized per row on entry, kp
+// from flash_pack_kv_int8_avx512), P V in bf16, 6 rows; where cpuid reports
+// both.
+void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv,
+                               float c, float* out, size_t ld_out);
 
 // 2^x for x <= 0 as the kernels compute it (flash_attention_avx512.cpp:
 // degree-4 minimax polynomial), exposed for its test. x below -100 gives
@@ -82,8 +102,19 @@ struct FlashKernel {
   const char* name;
   int rows;  // query rows per call
   FlashD64Fn fn;
+  bool int8_k = false;  // kp packed by flash_pack_kv_int8_avx512 (else the bf16 layout)
 };
 FlashKernel flash_kernel(const KernelTable& kt);
+// Every kernel that can run on kt's ISA here (flash_kernel(kt)'s choice
+// among them): the harness and the tests compare them.
+std::vector<FlashKernel> flash_kernels(const KernelTable& kt);
+
+// attention_flash_bf16's d_head 64 path (attention.cpp) with a given kernel
+// of kt's ISA; attention_flash_bf16 passes flash_kernel(kt).
+struct AttentionArgs;
+template <typename KV>
+void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPool& pool, const AttentionArgs& a,
+                         const KV* keys, const KV* values);
 
 // AMX tiles (kernels_amx.cpp, which owns the tile operations), 32 rows; the
 // emulated one runs the scalar model of the tiles.

@@ -100,14 +100,16 @@ struct RowState {
 
 // The online softmax of one block for R rows: s (raw dot products) in, P
 // (bf16) out to pb; returns whether any row's reference moved.
+// c[r] > 0 (or NaN, which makes the row NaN) scales row r's scores: the
+// bf16 kernel passes the same c for every row, the int8 one folds each Q
+// row's quantization step into its row's c.
 template <int R, bool kMasked>
-static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4], int valid, float c,
+static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4], int valid, const float (&c)[R],
                                                                 RowState (&st)[R], uint16_t (*pb)[kFlashKeys]) {
-  const __m512 cv = _mm512_set1_ps(c);
-  const float inv_c = 1.0f / c;
   bool moved = false;
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
+    const __m512 cv = _mm512_set1_ps(c[r]);
     __mmask16 mask[4] = {0xffff, 0xffff, 0xffff, 0xffff};
     if constexpr (kMasked) {  // the last block's padding: out of the max, weight 0
       for (int i = 0; i < 4; ++i) {
@@ -120,10 +122,10 @@ static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4
     const bool moved_r = _mm512_cmp_ps_mask(xm, _mm512_set1_ps(st[r].thr), _CMP_GT_OQ) != 0;
     if (moved_r) {
       // c > 0, so max(c s) = c max(s).
-      const float mn = std::max(st[r].m, c * _mm512_reduce_max_ps(xm));
+      const float mn = std::max(st[r].m, c[r] * _mm512_reduce_max_ps(xm));
       st[r].alpha = flash_exp2(st[r].m - mn);
       st[r].m = mn;
-      st[r].thr = (mn + kLazy) * inv_c;
+      st[r].thr = (mn + kLazy) * (1.0f / c[r]);
       moved = true;
     }
     const __m512 mv = _mm512_set1_ps(st[r].m);
@@ -148,6 +150,50 @@ static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4
   return moved;
 }
 
+// O[R][64] += P V for one block of 64 keys (vb: its packed V, pb: P in
+// bf16), O first rescaled by each row's alpha when a reference moved.
+template <int R>
+static inline __attribute__((always_inline)) void pv_block(const uint16_t* vb, const uint16_t (*pb)[kFlashKeys],
+                                                           bool moved, const RowState (&st)[R], float (*o)[kFlashDim]) {
+  constexpr int KB = kFlashKeys;
+  __m512 acc[R][4];
+  if (moved) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), _mm512_set1_ps(st[r].alpha));
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_load_ps(o[r] + 16 * i);
+  }
+  for (int kq = 0; kq < KB / 2; ++kq) {
+    __m512bh v[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) v[i] = (__m512bh)_mm512_loadu_si512(vb + kq * 128 + i * 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512bh pv = bcast_pair(pb[r] + 2 * kq);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], pv, v[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) _mm512_store_ps(o[r] + 16 * i, acc[r][i]);
+}
+
+// out rows = O / (the row's sum of weights).
+template <int R>
+static inline void finish_rows(const float (*o)[kFlashDim], const RowState (&st)[R], float* out, size_t ld_out) {
+  for (int r = 0; r < R; ++r) {
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(st[r].l));
+    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + r * ld_out + 16 * i, _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), inv));
+  }
+}
+
 template <int R>
 static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp, int n_kv, float c, float* out,
                        size_t ld_out) {
@@ -155,7 +201,8 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
   alignas(64) float o[R][D] = {};
   alignas(64) uint16_t pb[R][KB];
   RowState st[R];
-  for (int r = 0; r < R; ++r) st[r] = {-INFINITY, -INFINITY, 1.0f, _mm512_setzero_ps()};
+  float cr[R];
+  for (int r = 0; r < R; ++r) st[r] = {-INFINITY, -INFINITY, 1.0f, _mm512_setzero_ps()}, cr[r] = c;
   const int blocks = flash_blocks(n_kv);
   for (int b = 0; b < blocks; ++b) {
     const uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
@@ -177,39 +224,127 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
       }
     }
     const int valid = std::min(KB, n_kv - b * KB);
-    const bool moved = valid < KB ? softmax_block<R, true>(s, valid, c, st, pb) : softmax_block<R, false>(s, valid, c, st, pb);
-    __m512 acc[R][4];
-    if (moved) {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), _mm512_set1_ps(st[r].alpha));
-    } else {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_load_ps(o[r] + 16 * i);
-    }
-    for (int kq = 0; kq < KB / 2; ++kq) {
-      __m512bh v[4];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) v[i] = (__m512bh)_mm512_loadu_si512(vb + kq * 128 + i * 32);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m512bh pv = bcast_pair(pb[r] + 2 * kq);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], pv, v[i]);
-      }
-    }
+    const bool moved = valid < KB ? softmax_block<R, true>(s, valid, cr, st, pb) : softmax_block<R, false>(s, valid, cr, st, pb);
+    pv_block<R>(vb, pb, moved, st, o);
+  }
+  finish_rows<R>(o, st, out, ld_out);
+}
+
+#pragma GCC pop_options
+
+// --- flash_d64_6x64__avx512vnni_bf16: Q K^T in int8 (vpdpbusd), the rest
+// as above. vpdpbusd does 64 multiply-adds per instruction where vdpbf16ps
+// does 32, so the Q K^T half of the dot products takes half the
+// instructions: per block 384 vpdpbusd + 768 vdpbf16ps instead of 2 x 768,
+// for 2 x 24 more softmax instructions (the s32 -> f32 conversion and the
+// key scales).
+// Quantization, symmetric, one step per row: key j as sk_j ik_j (at pack
+// time, flash_pack_kv_int8_avx512), query row r as sq_r iq_r (on entry of
+// each call: 6 x 64 values against 6 x n_kv x 64 products), steps
+// max|x| / 127, ik, iq in [-127, 127]. vpdpbusd multiplies unsigned by
+// signed bytes, and its broadcast operand (Q, read straight from L1 as in the
+// bf16 kernel) is the signed one, so K is stored as ik + 128 in [1, 255] and
+// the accumulators start at -128 sum_x iq_r[x]: the s32 sum is then
+// iq_r . ik_j exactly (|.| <= 64 x 127^2 < 2^24, so its f32 conversion is
+// exact too). The score is sq_r sk_j (iq_r . ik_j): sk_j multiplies the
+// converted sums per key lane, and sq_r joins the row's c in the softmax.
+// Q and K are quantized from their bf16 values (what the bf16 kernel uses),
+// so f32 and bf16 inputs give the same bytes; bf16's own rounding (2^-9
+// relative) is a quarter of the int8 step at a row's largest element.
+// A row with a NaN or infinity gets a NaN step: its scores (every score of a
+// key, every score of a query row) are NaN, and so are the outputs they
+// reach, as with the bf16 kernel for a NaN (for an infinity the bf16 kernel
+// gives NaN or, for a score of -inf, drops the key).
+
+// acc += u8(k) . s8(q broadcast from memory), through inline asm: GCC 12
+// compiles _mm512_dpbusd_epi32 in register-blocked loops with two register
+// copies per dot product (see kernels_avx512.cpp), and the memory broadcast
+// keeps Q out of the registers (24 accumulators + 4 K operands of 32).
+static inline __attribute__((always_inline)) __m512i dpbusd_bcast(__m512i acc, __m512i k, const int8_t* q4) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(k), "m"(*reinterpret_cast<const uint32_t*>(q4)));
+  return acc;
+}
+
+// One row of 64 bf16 values to int8: out[x] = round(x / step) + offset,
+// returns the step (0 for a zero row, NaN for a non-finite one, whose
+// bytes are then `offset`) and sets *sum to the sum of the rounded values.
+static inline float quantize_row64(const uint16_t* row, int8_t* out, int offset, int32_t* sum) {
+  __m512 x[4];
+  __m512 amax = _mm512_setzero_ps();
+  __mmask16 finite = 0xffff;
+  for (int i = 0; i < 4; ++i) {
+    x[i] = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 16 * i))), 16));
+    const __m512 a = _mm512_abs_ps(x[i]);
+    finite &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    amax = _mm512_max_ps(amax, a);
+  }
+  const float m = _mm512_reduce_max_ps(amax);
+  const bool ok = finite == 0xffff;
+  const float inv = ok && m > 0 ? 127.0f / m : 0.0f;
+  __m512i acc = _mm512_setzero_si512();
+  for (int i = 0; i < 4; ++i) {
+    // Round to nearest even (MXCSR's default); |x inv| <= 127 (1 + 2^-22).
+    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(x[i], _mm512_set1_ps(inv)));
+    acc = _mm512_add_epi32(acc, v);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * i), _mm512_cvtepi32_epi8(_mm512_add_epi32(v, _mm512_set1_epi32(offset))));
+  }
+  *sum = _mm512_reduce_add_epi32(acc);
+  return ok ? m / 127.0f : NAN;
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512bf16,avx512vnni")
+
+template <int R>
+static void flash_rows_i8(const uint16_t* q, const uint8_t* kp, const uint16_t* vp, int n_kv, float c, float* out,
+                          size_t ld_out) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  alignas(64) float o[R][D] = {};
+  alignas(64) uint16_t pb[R][KB];
+  alignas(64) int8_t qi[R][D];
+  RowState st[R];
+  float cr[R];
+  int32_t corr[R];
+  for (int r = 0; r < R; ++r) {
+    int32_t sum = 0;
+    const float step = quantize_row64(q + r * D, qi[r], 0, &sum);
+    // A zero row has every score 0: any positive c gives its uniform weights.
+    cr[r] = step == 0.0f ? c : c * step;
+    corr[r] = -128 * sum;
+    st[r] = {-INFINITY, -INFINITY, 1.0f, _mm512_setzero_ps()};
+  }
+  const int blocks = flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    const uint8_t* kb = kp + static_cast<size_t>(b) * kFlashI8BlockBytes;
+    const float* sk = reinterpret_cast<const float*>(kb + KB * D);
+    const uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
+    __m512i a[R][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) _mm512_store_ps(o[r] + 16 * i, acc[r][i]);
+      for (int i = 0; i < 4; ++i) a[r][i] = _mm512_set1_epi32(corr[r]);
+    for (int p = 0; p < D / 4; ++p) {
+      __m512i k[4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) k[i] = _mm512_loadu_si512(kb + p * 256 + i * 64);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) a[r][i] = dpbusd_bcast(a[r][i], k[i], qi[r] + 4 * p);
+    }
+    __m512 s[R][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m512 skv = _mm512_loadu_ps(sk + 16 * i);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) s[r][i] = _mm512_mul_ps(_mm512_cvtepi32_ps(a[r][i]), skv);
+    }
+    const int valid = std::min(KB, n_kv - b * KB);
+    const bool moved = valid < KB ? softmax_block<R, true>(s, valid, cr, st, pb) : softmax_block<R, false>(s, valid, cr, st, pb);
+    pv_block<R>(vb, pb, moved, st, o);
   }
-  for (int r = 0; r < R; ++r) {
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(st[r].l));
-    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + r * ld_out + 16 * i, _mm512_mul_ps(_mm512_load_ps(o[r] + 16 * i), inv));
-  }
+  finish_rows<R>(o, st, out, ld_out);
 }
 
 #pragma GCC pop_options
@@ -236,6 +371,19 @@ void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const
     case 4: return avx512_flash::flash_rows<4>(q, kp, vp, n_kv, c, out, ld_out);
     case 5: return avx512_flash::flash_rows<5>(q, kp, vp, n_kv, c, out, ld_out);
     default: return avx512_flash::flash_rows<6>(q, kp, vp, n_kv, c, out, ld_out);
+  }
+}
+
+void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv,
+                               float c, float* out, size_t ld_out) {
+  const uint8_t* k8 = reinterpret_cast<const uint8_t*>(kp);
+  switch (rows) {
+    case 1: return avx512_flash::flash_rows_i8<1>(q, k8, vp, n_kv, c, out, ld_out);
+    case 2: return avx512_flash::flash_rows_i8<2>(q, k8, vp, n_kv, c, out, ld_out);
+    case 3: return avx512_flash::flash_rows_i8<3>(q, k8, vp, n_kv, c, out, ld_out);
+    case 4: return avx512_flash::flash_rows_i8<4>(q, k8, vp, n_kv, c, out, ld_out);
+    case 5: return avx512_flash::flash_rows_i8<5>(q, k8, vp, n_kv, c, out, ld_out);
+    default: return avx512_flash::flash_rows_i8<6>(q, k8, vp, n_kv, c, out, ld_out);
   }
 }
 
@@ -268,7 +416,27 @@ static void bf16_rows(const KV* src, int n_kv, int key0, size_t ld, uint16_t* ds
   }
 }
 
-template <typename KV>
+// The int8 K of one block (layout: flash_attention.h) from its 64 bf16 rows:
+// each row quantized into a 4 KB buffer, then transposed into key panels
+// with one 16-lane gather of dim quads per (quad, panel).
+static void quantize_k_block(const uint16_t* rows, uint8_t* kb) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  alignas(64) int8_t tmp[KB * D];
+  float* sk = reinterpret_cast<float*>(kb + KB * D);
+  for (int kj = 0; kj < KB; ++kj) {
+    int32_t sum;
+    sk[kj] = quantize_row64(rows + kj * D, tmp + kj * D, 128, &sum);
+  }
+  // Key j of a panel at dim quad p is u32 element 16 j + p.
+  const __m512i rows32 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(D / 4));
+  for (int p = 0; p < D / 4; ++p)
+    for (int i = 0; i < 4; ++i)
+      _mm512_storeu_si512(kb + (p * 4 + i) * 64,
+                          _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 4) + p)), tmp, 4));
+}
+
+template <typename KV, bool kInt8K>
 static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   constexpr int D = kFlashDim, KB = kFlashKeys;
   alignas(64) uint16_t tmp[KB * D];
@@ -285,10 +453,14 @@ static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp,
     uint16_t* kb = kp + static_cast<size_t>(b) * KB * D;
     uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
     bf16_rows(k, n_kv, b * KB, ld, tmp);
-    for (int p = 0; p < D / 2; ++p)
-      for (int i = 0; i < 4; ++i)
-        _mm512_storeu_si512(kb + (p * 4 + i) * 32,
-                            _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 2) + p)), tmp, 4));
+    if constexpr (kInt8K) {
+      quantize_k_block(tmp, reinterpret_cast<uint8_t*>(kp) + static_cast<size_t>(b) * kFlashI8BlockBytes);
+    } else {
+      for (int p = 0; p < D / 2; ++p)
+        for (int i = 0; i < 4; ++i)
+          _mm512_storeu_si512(kb + (p * 4 + i) * 32,
+                              _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 2) + p)), tmp, 4));
+    }
     bf16_rows(v, n_kv, b * KB, ld, tmp);
     for (int kq = 0; kq < KB / 2; ++kq) {
       const uint16_t* r0 = tmp + (2 * kq) * D;
@@ -304,10 +476,16 @@ static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp,
 }  // namespace avx512_flash
 
 void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
-  avx512_flash::pack_kv(k, v, n_kv, ld, kp, vp);
+  avx512_flash::pack_kv<float, false>(k, v, n_kv, ld, kp, vp);
 }
 void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
-  avx512_flash::pack_kv(k, v, n_kv, ld, kp, vp);
+  avx512_flash::pack_kv<uint16_t, false>(k, v, n_kv, ld, kp, vp);
+}
+void flash_pack_kv_int8_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  avx512_flash::pack_kv<float, true>(k, v, n_kv, ld, kp, vp);
+}
+void flash_pack_kv_int8_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  avx512_flash::pack_kv<uint16_t, true>(k, v, n_kv, ld, kp, vp);
 }
 
 void flash_exp2_avx512(const float* x, int n, float* y) {
