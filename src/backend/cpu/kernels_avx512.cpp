@@ -55,7 +55,7 @@ static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* pan
 // parameter so that the accumulators stay in registers for every row count.
 template <int R>
 __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w0p,
-                                                            const uint16_t* w1p, bool two, int k_pairs, float* acc) {
+                                                            const uint16_t* w1p, int k_pairs, float* acc) {
   __m512 c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
   for (int kp = 0; kp < k_pairs; ++kp) {
@@ -71,27 +71,26 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
   }
   for (int r = 0; r < R; ++r) {
     _mm512_storeu_ps(acc + r * 32, c[r][0]);
-    if (two) _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);
+    _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);  // see i8_rows
   }
 }
 
 static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                            int n_panels, int k_pairs, float* acc) {
   const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  const bool two = n_panels > 1;
   switch (rows) {
-    case 1: return bf16_rows<1>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 2: return bf16_rows<2>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 3: return bf16_rows<3>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 4: return bf16_rows<4>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 5: return bf16_rows<5>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 6: return bf16_rows<6>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 7: return bf16_rows<7>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 8: return bf16_rows<8>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 9: return bf16_rows<9>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 10: return bf16_rows<10>(x, ldx, panels, w1, two, k_pairs, acc);
-    case 11: return bf16_rows<11>(x, ldx, panels, w1, two, k_pairs, acc);
-    default: return bf16_rows<12>(x, ldx, panels, w1, two, k_pairs, acc);
+    case 1: return bf16_rows<1>(x, ldx, panels, w1, k_pairs, acc);
+    case 2: return bf16_rows<2>(x, ldx, panels, w1, k_pairs, acc);
+    case 3: return bf16_rows<3>(x, ldx, panels, w1, k_pairs, acc);
+    case 4: return bf16_rows<4>(x, ldx, panels, w1, k_pairs, acc);
+    case 5: return bf16_rows<5>(x, ldx, panels, w1, k_pairs, acc);
+    case 6: return bf16_rows<6>(x, ldx, panels, w1, k_pairs, acc);
+    case 7: return bf16_rows<7>(x, ldx, panels, w1, k_pairs, acc);
+    case 8: return bf16_rows<8>(x, ldx, panels, w1, k_pairs, acc);
+    case 9: return bf16_rows<9>(x, ldx, panels, w1, k_pairs, acc);
+    case 10: return bf16_rows<10>(x, ldx, panels, w1, k_pairs, acc);
+    case 11: return bf16_rows<11>(x, ldx, panels, w1, k_pairs, acc);
+    default: return bf16_rows<12>(x, ldx, panels, w1, k_pairs, acc);
   }
 }
 
@@ -108,7 +107,7 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
 // gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
 template <int R>
 __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
-                                                          const int8_t* w1p, bool two, int k_quads, int32_t* acc) {
+                                                          const int8_t* w1p, int k_quads, int32_t* acc) {
   __m512i c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
   for (int kq = 0; kq < k_quads; ++kq) {
@@ -124,23 +123,26 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
   }
   for (int r = 0; r < R; ++r) {
     _mm512_storeu_si512(acc + r * 32, c[r][0]);
-    if (two) _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
+    // Unconditionally (acc rows hold 32 columns; with one panel the second
+    // half repeats the first and nobody reads it): with `if (two)` GCC kept
+    // the accumulators in a stack array, zeroed and copied through memory
+    // around the loop, and a copy inside it.
+    _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
   }
 }
 
 static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                          int n_panels, int k_quads, int32_t* acc) {
   const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  const bool two = n_panels > 1;
   switch (rows) {
-    case 1: return i8_rows<1>(x, ldx, panels, w1, two, k_quads, acc);
-    case 2: return i8_rows<2>(x, ldx, panels, w1, two, k_quads, acc);
-    case 3: return i8_rows<3>(x, ldx, panels, w1, two, k_quads, acc);
-    case 4: return i8_rows<4>(x, ldx, panels, w1, two, k_quads, acc);
-    case 5: return i8_rows<5>(x, ldx, panels, w1, two, k_quads, acc);
-    case 6: return i8_rows<6>(x, ldx, panels, w1, two, k_quads, acc);
-    case 7: return i8_rows<7>(x, ldx, panels, w1, two, k_quads, acc);
-    default: return i8_rows<8>(x, ldx, panels, w1, two, k_quads, acc);
+    case 1: return i8_rows<1>(x, ldx, panels, w1, k_quads, acc);
+    case 2: return i8_rows<2>(x, ldx, panels, w1, k_quads, acc);
+    case 3: return i8_rows<3>(x, ldx, panels, w1, k_quads, acc);
+    case 4: return i8_rows<4>(x, ldx, panels, w1, k_quads, acc);
+    case 5: return i8_rows<5>(x, ldx, panels, w1, k_quads, acc);
+    case 6: return i8_rows<6>(x, ldx, panels, w1, k_quads, acc);
+    case 7: return i8_rows<7>(x, ldx, panels, w1, k_quads, acc);
+    default: return i8_rows<8>(x, ldx, panels, w1, k_quads, acc);
   }
 }
 
