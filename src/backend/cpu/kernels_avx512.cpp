@@ -123,10 +123,8 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
   }
   for (int r = 0; r < R; ++r) {
     _mm512_storeu_si512(acc + r * 32, c[r][0]);
-    // Unconditionally (acc rows hold 32 columns; with one panel the second
-    // half repeats the first and nobody reads it): with `if (two)` GCC kept
-    // the accumulators in a stack array, zeroed and copied through memory
-    // around the loop, and a copy inside it.
+    // Unconditionally: acc rows hold 32 columns, and with one panel the
+    // second half repeats the first and nobody reads it.
     _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
   }
 }
