@@ -393,9 +393,16 @@ class CpuBackend final : public Backend {
           for (int i = m0; i < m1; i += tile_rows) {
             const int rows = std::min(tile_rows, m1 - i);
             tile(i, rows, j, n_panels, acc);
-            if (out.y && out.split == 0) {  // the usual case: the whole tile in one call
-              k_.epilogue_tile(acc, rows, cols, bias ? bias + j : nullptr, gelu, accumulate,
-                               out.y + static_cast<size_t>(i) * out.ldy + j, out.ldy);
+            if (cut == cols) {  // the tile lies in one split block (always without a split): one call
+              size_t at = static_cast<size_t>(i) * out.ldy + j;
+              if (out.split > 0) at = (j / out.split) * out.split_stride + static_cast<size_t>(i) * out.ldy + j % out.split;
+              const float* b = bias ? bias + j : nullptr;
+              if (out.y) {
+                k_.epilogue_tile(acc, rows, cols, b, gelu, accumulate, out.y + at, out.ldy);
+              } else {  // bf16 out (the cross K/V caches): the epilogue in place, then rounding
+                k_.epilogue_tile(acc, rows, cols, b, gelu, false, acc, 32);
+                for (int r = 0; r < rows; ++r) k_.to_bf16_row(acc + r * 32, cols, out.y_bf16 + at + r * out.ldy);
+              }
               continue;
             }
             for (int r = 0; r < rows; ++r) {
