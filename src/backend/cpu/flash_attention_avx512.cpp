@@ -242,8 +242,8 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
 // time, flash_pack_kv_int8_avx512), query row r as sq_r iq_r (on entry of
 // each call: 6 x 64 values against 6 x n_kv x 64 products), steps
 // max|x| / 127, ik, iq in [-127, 127]. vpdpbusd multiplies unsigned by
-// signed bytes, and its broadcast operand (Q, read straight from L1 as in the
-// bf16 kernel) is the signed one, so K is stored as ik + 128 in [1, 255] and
+// signed bytes; Q is the signed operand (broadcast, 4 dims of a row, as the
+// bf16 kernel's Q pairs), so K is stored as ik + 128 in [1, 255] and
 // the accumulators start at -128 sum_x iq_r[x]: the s32 sum is then
 // iq_r . ik_j exactly (|.| <= 64 x 127^2 < 2^24, so its f32 conversion is
 // exact too). The score is sq_r sk_j (iq_r . ik_j): sk_j multiplies the
@@ -256,12 +256,15 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
 // reach, as with the bf16 kernel for a NaN (for an infinity the bf16 kernel
 // gives NaN or, for a score of -inf, drops the key).
 
-// acc += u8(k) . s8(q broadcast from memory), through inline asm: GCC 12
-// compiles _mm512_dpbusd_epi32 in register-blocked loops with two register
-// copies per dot product (see kernels_avx512.cpp), and the memory broadcast
-// keeps Q out of the registers (24 accumulators + 4 K operands of 32).
-static inline __attribute__((always_inline)) __m512i dpbusd_bcast(__m512i acc, __m512i k, const int8_t* q4) {
-  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(k), "m"(*reinterpret_cast<const uint32_t*>(q4)));
+// acc += u8(k) . s8(q), through inline asm: GCC 12 compiles
+// _mm512_dpbusd_epi32 in register-blocked loops with two register copies per
+// dot product (see kernels_avx512.cpp). Q's 4 bytes are broadcast once per
+// row into a register that serves the 4 panels (24 accumulators + 4 K + 1 Q
+// of 32 registers): 3.5% faster over the whole kernel than vpdpbusd's own
+// {1to16} memory operand in each of the 24 instructions (22.7 -> 21.9 ms,
+// base's 8 heads, one Zen 4 core).
+static inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i k, __m512i q) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(k), "v"(q));
   return acc;
 }
 
@@ -329,9 +332,13 @@ static void flash_rows_i8(const uint16_t* q, const uint8_t* kp, const uint16_t* 
 #pragma GCC unroll 4
       for (int i = 0; i < 4; ++i) k[i] = _mm512_loadu_si512(kb + p * 256 + i * 64);
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
+      for (int r = 0; r < R; ++r) {
+        uint32_t quad;
+        std::memcpy(&quad, qi[r] + 4 * p, 4);
+        const __m512i qv = _mm512_set1_epi32(static_cast<int>(quad));
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) a[r][i] = dpbusd_bcast(a[r][i], k[i], qi[r] + 4 * p);
+        for (int i = 0; i < 4; ++i) a[r][i] = dpbusd(a[r][i], k[i], qv);
+      }
     }
     __m512 s[R][4];
 #pragma GCC unroll 4
