@@ -149,5 +149,48 @@ TEST(ThreadPool, FirstExceptionIsTheOneRethrown) {
   expect_covers(pool, 10, 1);
 }
 
+// parallel_tasks: every task once, whatever the thread count; a slow task
+// does not keep the other thread from taking the rest (dynamic claiming);
+// an exception from any task reaches the caller after all have finished.
+TEST(ThreadPool, TasksCoverEveryIndexOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (size_t n : {0, 1, 2, 3, 7, 64, 1000}) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.parallel_tasks(n, [&](size_t i) { hits[i].fetch_add(1); });
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "task " << i << " of " << n << ", " << threads << " threads";
+    }
+  }
+}
+
+TEST(ThreadPool, TasksGoToWhicheverThreadIsFree) {
+  ThreadPool pool(2);
+  // Task 0 sleeps; with fixed halves its thread would also own tasks 1..49.
+  // Claimed one at a time, the other thread runs (nearly) all of them.
+  std::vector<std::thread::id> who(100);
+  pool.parallel_tasks(100, [&](size_t i) {
+    if (i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    who[i] = std::this_thread::get_id();
+  });
+  int with_task0 = 0;
+  for (size_t i = 1; i < who.size(); ++i) with_task0 += who[i] == who[0];
+  EXPECT_LT(with_task0, 10) << "the thread that slept also ran " << with_task0 << " of the other 99 tasks";
+}
+
+TEST(ThreadPool, TaskExceptionReachesCaller) {
+  ThreadPool pool(2);
+  std::atomic<int> ran{0};
+  EXPECT_THROW(pool.parallel_tasks(50,
+                                   [&](size_t i) {
+                                     ran.fetch_add(1);
+                                     if (i == 7) throw std::runtime_error("task 7");
+                                   }),
+               std::runtime_error);
+  EXPECT_GE(ran.load(), 8);
+  std::atomic<int> after{0};
+  pool.parallel_tasks(10, [&](size_t) { after.fetch_add(1); });  // still usable
+  EXPECT_EQ(after.load(), 10);
+}
+
 }  // namespace
 }  // namespace ama

@@ -85,6 +85,14 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
+void ThreadPool::parallel_tasks(size_t n, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  parallel_for(std::min<size_t>(n, n_threads_), 1, [&](size_t, size_t) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n; i = next.fetch_add(1, std::memory_order_relaxed))
+      fn(i);
+  });
+}
+
 void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
   grain = std::max<size_t>(1, grain);

@@ -38,6 +38,16 @@ class ThreadPool {
   // first exception thrown is rethrown here; the pool stays usable.
   void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
+  // Calls fn(i) once for each task i in [0, n), the threads taking the next
+  // task from a shared counter as they finish one, so that a thread slowed
+  // down for a while (on a 2-vCPU VM one often is) does not hold the call up
+  // with half the work. Each task must compute its outputs the same way
+  // whichever thread runs it; results are then as deterministic as with
+  // parallel_for. Calls are serialized as above. If a task throws, its
+  // thread takes no more tasks; the others finish what is left, and then
+  // the first exception is rethrown here.
+  void parallel_tasks(size_t n, const std::function<void(size_t)>& fn);
+
   // Number of usable hardware threads (at least 1).
   static int hardware_threads();
 
