@@ -252,6 +252,8 @@ void check_shape(const cpu::KernelTable& kt, const cpu::FlashKernel& fk, const S
     for (int x = w; x < ld_out; ++x) ASSERT_TRUE(std::isnan(out[static_cast<size_t>(i) * ld_out + x])) << where.str();
   ::testing::Test::RecordProperty("worst_error_over_bound_" + std::to_string(sh.n_q) + "x" + std::to_string(sh.n_kv),
                  std::to_string(worst));
+  ::testing::Test::RecordProperty("rms_error_" + std::to_string(sh.n_q) + "x" + std::to_string(sh.n_kv),
+                                  std::to_string(std::sqrt(sq_err / (rows.size() * sh.n_head * d))));
   if (int8)
     ::testing::Test::RecordProperty("rms_error_over_expected_" + std::to_string(sh.n_q) + "x" + std::to_string(sh.n_kv),
                                     std::to_string(rms_ratio));
