@@ -90,6 +90,9 @@ class Backend {
 
   // y[m][n] (+)= act(sum_k x[m][k] * W[n][k] + bias[n]).  With accumulate,
   // the result is added to y (a fused residual add). bias may be null.
+  // Row m of x starts at x + m ldx; rows may overlap (ldx < K: a sliding
+  // window, as the encoder's convolutions read their input), y must not
+  // overlap x.
   virtual void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
                       bool accumulate, float* y, int ldy) = 0;
 

@@ -22,7 +22,7 @@ class PackedMatrix;
 inline void check_linear(const float* x, int m, int ldx, int n_in, int n_out, const float* y, int ldy) {
   AMA_CHECK(x != nullptr && y != nullptr);
   AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0);
-  AMA_CHECK(ldx >= n_in && ldy >= n_out);
+  AMA_CHECK(ldx > 0 && ldy >= n_out);  // x rows may overlap (a convolution's windows)
 }
 
 // linear_fused: exactly one output type, no residual add into bf16, and a
@@ -30,7 +30,7 @@ inline void check_linear(const float* x, int m, int ldx, int n_in, int n_out, co
 inline void check_linear_out(const float* x, int m, int ldx, int n_in, int n_out, const float* y, const void* y_bf16,
                              int ldy, int split, size_t split_stride, bool accumulate, bool norm_ok) {
   AMA_CHECK(x != nullptr && (y != nullptr) != (y_bf16 != nullptr));
-  AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0 && ldx >= n_in && norm_ok);
+  AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0 && ldx > 0 && norm_ok);
   AMA_CHECK(!(accumulate && y_bf16 != nullptr));
   AMA_CHECK(split >= 0 && ldy >= (split > 0 ? split : n_out));
   AMA_CHECK(split == 0 || split_stride >= static_cast<size_t>(m) * ldy);

@@ -13,50 +13,44 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
   const int n_mels = hp.n_mels, n = hp.n_audio_state, ctx = hp.n_audio_ctx, frames = 2 * ctx;
   const int n_head = hp.n_audio_head, d_head = n / n_head;
 
-  // The blocks' buffers are sized first and the convolutions borrow them:
-  // conv2's im2col columns [ctx][3 n] are exactly qkv_'s size, conv1's
-  // output [2 ctx][n] fits in mlp_ ([ctx][4 n]), and conv1's columns
-  // [2 ctx][3 n_mels] fit in qkv_ when 2 n_mels <= n (every Whisper: 80 or
-  // 128 mels, n >= 384; custom test shapes get their own buffer). Separate
-  // buffers held 15 MB more for base (9.2 + 6.1), for the whole run: the
-  // stage keeps its scratch between windows.
+  // The convolutions (kernel 3, padding 1) run as GEMMs on views: their
+  // weights are packed taps first ([out][3][in], see load_weights), so the
+  // window of output frame t is 3 consecutive rows of a frame-major input
+  // with a zero row before the first frame (and, for conv1, after the last).
+  // The im2col copies this replaces (a zero fill and a strided copy of
+  // 3 x 1500 x 512 floats for base's conv2) ran on one thread.
+  // Buffers: the blocks' are sized first and the convolutions borrow them:
+  // conv1's input [2 ctx + 2][n_mels] fits in qkv_ ([ctx][3 n]) when
+  // n_mels < n (every Whisper: 80 or 128 mels, n >= 384; custom test shapes
+  // get their own buffer), and conv1's output [2 ctx + 1][n] in mlp_
+  // ([ctx][4 n]).
   qkv_.resize(static_cast<size_t>(ctx) * n * 3);
   att_.resize(static_cast<size_t>(ctx) * n);
   mlp_.resize(static_cast<size_t>(ctx) * n * 4);
-  float* cols = qkv_.data();
-  float* conv = mlp_.data();
-  const size_t conv1_cols = static_cast<size_t>(frames) * n_mels * 3;
-  if (conv1_cols > qkv_.size()) {
-    cols_.resize(conv1_cols);
-    cols = cols_.data();
+  const size_t mel_rows = static_cast<size_t>(frames) + 2;
+  float* melt = qkv_.data();
+  if (mel_rows * n_mels > qkv_.size()) {
+    cols_.resize(mel_rows * n_mels);
+    melt = cols_.data();
   }
+  // conv1: melt[1 + f][c] = mel[c][f], zero rows at f = -1 and f = frames;
+  // output frame t reads rows t .. t + 2 (frames t - 1 .. t + 1).
+  std::fill_n(melt, n_mels, 0.0f);
+  std::fill_n(melt + (mel_rows - 1) * n_mels, n_mels, 0.0f);
+  for (int c = 0; c < n_mels; ++c) {
+    const float* src = mel + static_cast<size_t>(c) * ld;
+    for (int f = 0; f < frames; ++f) melt[(static_cast<size_t>(f) + 1) * n_mels + c] = src[f];
+  }
+  float* conv = mlp_.data();  // conv[0] = 0, conv[1 + f] = frame f of conv1's output
+  std::fill_n(conv, n, 0.0f);
+  be_.linear(melt, frames, n_mels, *m_.conv1.w, m_.conv1.bias(), Activation::gelu, false, conv + n, n);
 
-  // conv1: kernel 3, padding 1, stride 1, as a GEMM over windows
-  // cols[t][c * 3 + j] = mel[c][t + j - 1] (zero outside), which matches the
-  // [out][in][3] weight layout.
-  std::fill_n(cols, conv1_cols, 0.0f);
-  for (int t = 0; t < frames; ++t)
-    for (int c = 0; c < n_mels; ++c)
-      for (int j = 0; j < 3; ++j) {
-        const int s = t + j - 1;
-        if (s >= 0 && s < frames) cols[(static_cast<size_t>(t) * n_mels + c) * 3 + j] = mel[static_cast<size_t>(c) * ld + s];
-      }
-  be_.linear(cols, frames, n_mels * 3, *m_.conv1.w, m_.conv1.bias(), Activation::gelu, false, conv, n);
-
-  // conv2: kernel 3, padding 1, stride 2: cols[t][c * 3 + j] = conv[2t + j - 1][c].
-  cols = qkv_.data();
-  std::fill_n(cols, static_cast<size_t>(ctx) * n * 3, 0.0f);
-  for (int t = 0; t < ctx; ++t)
-    for (int j = 0; j < 3; ++j) {
-      const int s = 2 * t + j - 1;
-      if (s < 0 || s >= frames) continue;
-      const float* src = conv + static_cast<size_t>(s) * n;
-      float* dst = cols + static_cast<size_t>(t) * n * 3 + j;
-      for (int c = 0; c < n; ++c) dst[c * 3] = src[c];
-    }
+  // conv2, stride 2: output frame t reads conv1 frames 2t - 1 .. 2t + 1, rows
+  // 2t .. 2t + 2 of conv (row stride 2n; the last frame's window ends at
+  // frame 2 ctx - 1, the last one there is).
   out.resize(static_cast<size_t>(ctx) * n);
   float* x = out.data();
-  be_.linear(cols, ctx, n * 3, *m_.conv2.w, m_.conv2.bias(), Activation::gelu, false, x, n);
+  be_.linear(conv, ctx, 2 * n, *m_.conv2.w, m_.conv2.bias(), Activation::gelu, false, x, n);
   for (size_t i = 0; i < out.size(); ++i) x[i] += m_.encoder_pos[i];
 
   for (const EncoderLayerWeights& L : m_.encoder) {

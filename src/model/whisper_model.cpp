@@ -29,6 +29,7 @@ struct Slot {
   std::vector<float>* vec = nullptr;  // a vector read in place
   LinearWeights* lin = nullptr;       // a matrix to pack [n_out][n_in]
   int n_out = 0, n_in = 0;
+  bool conv_taps = false;  // [out][in][3] stored as [out][3][in] (see below)
   bool loaded = false;
 };
 
@@ -147,9 +148,14 @@ Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& mod
     lin(p + ".value", w.value, n, n, true);
     lin(p + ".out", w.out, n, n, true);
   };
-  // conv weights [out][in][3] are already the GEMM matrix [out][in * 3].
+  // conv weights [out][in][3] are packed as the GEMM matrix [out][3 * in],
+  // taps first: w'[o][j in + c] = w[o][c][j]. A window of 3 input frames is
+  // then 3 consecutive rows of a frame-major input, so the encoder runs the
+  // convolutions on views of its buffers, with no im2col copies.
   lin("encoder.conv1", model.conv1, a, hp.n_mels * 3, true);
   lin("encoder.conv2", model.conv2, a, a * 3, true);
+  slots.at("encoder.conv1.weight").conv_taps = true;
+  slots.at("encoder.conv2.weight").conv_taps = true;
   vec("encoder.positional_embedding", model.encoder_pos);
   for (int l = 0; l < hp.n_audio_layer; ++l) {
     const std::string p = "encoder.blocks." + std::to_string(l);
@@ -211,6 +217,16 @@ Status load_weights(TensorSource& src, const Backend& backend, WhisperModel& mod
                                                    &std::free);
     if (!w) return make_error(src.path() + ": out of memory for tensor " + rec->display());
     AMA_TRY(src.read(*rec, w.get()));
+    if (slot.conv_taps) {
+      const int c_in = slot.n_in / 3;
+      std::vector<float> row(slot.n_in);
+      for (int o = 0; o < slot.n_out; ++o) {
+        float* wo = w.get() + static_cast<size_t>(o) * slot.n_in;
+        for (int c = 0; c < c_in; ++c)
+          for (int j = 0; j < 3; ++j) row[static_cast<size_t>(j) * c_in + c] = wo[c * 3 + j];
+        std::copy(row.begin(), row.end(), wo);
+      }
+    }
     slot.lin->w = backend.pack_as(w.get(), slot.n_out, slot.n_in, layer_compute_type(rec->name, requested));
   }
   for (const TensorSpec& t : specs)
