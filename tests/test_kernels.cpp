@@ -287,6 +287,31 @@ TEST_P(Kernels, RowOpsMatchReference) {
 
 // Attention against a double reference: encoder shape (1500 x 1500 per
 // head, base), decoder causal steps, and cross-attention.
+// GELU over its whole range, tails included (erf reaches 1 in float at
+// |x| = 5.6), and at the special values, on every ISA: within a few ulps
+// of |x| of the exact erf form, and inf, -inf, NaN and -0 as the formula
+// gives them (GELU(-inf) = -inf * 0 = NaN).
+TEST_P(Kernels, GeluOverItsWholeRange) {
+  const cpu::KernelTable& k = cpu::kernel_table(GetParam());
+  std::vector<float> x;
+  for (int i = -1200; i <= 1200; ++i) x.push_back(static_cast<float>(i) * 0.01f);
+  for (float v : {1e-30f, -1e-30f, 1e-8f, -1e-8f, 30.0f, -30.0f, 1e6f, -1e6f, 3e38f, -3e38f}) x.push_back(v);
+  const std::vector<float> special = {INFINITY, -INFINITY, NAN, -0.0f, 0.0f};
+  x.insert(x.end(), special.begin(), special.end());
+  std::vector<float> y = x;
+  k.gelu(y.data(), static_cast<int>(y.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = cpu::ref::gelu(x[i]);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(y[i])) << "gelu(" << x[i] << ") = " << y[i] << ", want NaN";
+    } else if (std::isinf(want)) {
+      EXPECT_EQ(y[i], want) << "gelu(" << x[i] << ")";
+    } else {
+      ASSERT_NEAR(y[i], want, 8 * kU * std::fabs(x[i]) + 1e-7) << "gelu at x=" << x[i];
+    }
+  }
+}
+
 TEST_P(Kernels, AttentionMatchesReference) {
   auto be = backend();
   struct Case {
