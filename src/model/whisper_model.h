@@ -90,8 +90,8 @@ struct WhisperModel {
 };
 
 // The compute type a weight matrix is packed in, given the one requested:
-// with int8, plain int8 where it meets the accuracy bar (encoder MLPs,
-// cross-attention keys), int10 for the decoder's per-token matrices and the
+// with int8, plain int8 where it meets the accuracy bar (encoder MLPs and
+// convolutions, cross-attention keys), int10 for the decoder's per-token matrices and the
 // logits, bf16 elsewhere (the measurements are in whisper_model.cpp).
 ComputeType layer_compute_type(const std::string& tensor_name, ComputeType requested);
 

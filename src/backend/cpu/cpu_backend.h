@@ -26,7 +26,7 @@ Result<std::unique_ptr<Backend>> make_cpu_backend(const CpuBackendOptions& optio
 // Measured on an AVX-512 BF16 + VNNI machine at 2 threads (amanuensis bench,
 // medians of 5 encoder runs): base encoder int8 298-308 ms, bf16 345-355 ms,
 // f32 525-543 ms; small encoder int8 1009, bf16 1383, f32 2091 ms. int8
-// (encoder MLPs in int8, the rest in bf16) and bf16 both meet the fast-path
+// (encoder MLPs in int8, the rest in bf16; since then the convolutions too) and bf16 both meet the fast-path
 // bar (tests/test_oracle.cpp). So: int8 where the CPU has both an int8 and a
 // bf16 dot product (AMX, or AVX-512 VNNI + BF16), bf16 where it has only the
 // latter, f32 on AVX-512 without BF16. On AVX2 and scalar the bf16 tiles are
