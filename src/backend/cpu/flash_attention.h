@@ -62,7 +62,9 @@ void flash_pack_kv_int8_avx512(const uint16_t* k, const uint16_t* v, int n_kv, s
 // out[r * ld_out + x] = sum_j softmax_j(c' q_r . k_j) v_j[x] for x < 64.
 // Scores, the softmax and the sums are f32; P is rounded to bf16 for the
 // P V product, and the softmax's sum adds the rounded weights, so that the
-// output is an exact weighted average of V under the weights used.
+// output is an exact weighted average of V under the weights used. (The
+// int8 Q K^T kernel computes q_r . k_j from the int8 roundings of both:
+// flash_attention_avx512.cpp.)
 using FlashD64Fn = void (*)(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                             float* out, size_t ld_out);
 
