@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "backend/cpu/attention.h"
@@ -212,6 +213,7 @@ class CpuBackend final : public Backend {
       gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
         k_.gemm_f32_tile(xs + static_cast<size_t>(i) * lds, lds, rows, f->data.data() + (j / 16) * stride, stride,
                          n_panels, k, acc);
+        return false;
       });
     } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
@@ -236,6 +238,7 @@ class CpuBackend final : public Backend {
                   [&](int i, int rows, int j, int n_panels, float* acc) {
                     kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels,
                                       kp, acc);
+                    return false;
                   });
     } else if (const auto* q = dynamic_cast<const I8Panels*>(&w)) {
       // Per-row affine u8 activations, x ~ lo + s q with q in [0, 255] and
@@ -248,7 +251,12 @@ class CpuBackend final : public Backend {
       integer_linear(kt, row_in, m, w, q->scale.data(), q->col_sum.data(), 1, kt.gemm_i8_rows, bias, act, accumulate,
                      out, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
                        kt.gemm_i8_tile(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
-                     });
+                     },
+                     kt.gemm_i8_tile_out ? FusedI8([&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels,
+                                                       int kq, const cpu::I8TileOut& o) {
+                       kt.gemm_i8_tile_out(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, o);
+                     })
+                                         : FusedI8());
     } else if (const auto* t = dynamic_cast<const I10Panels*>(&w)) {
       // The same with 16-bit activations, as two u8 digits that the tile
       // treats as two rows: 256 times the resolution of u8 activations for
@@ -311,10 +319,14 @@ class CpuBackend final : public Backend {
   // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
   // iacc), and per row and column y = sw (s dot + lo col_sum) with
   // dot = the digits' sums combined as 256 hi + lo.
+  // fused_i8(xq, ldq, rows, j, n_panels, k_quads, I8TileOut), or null: the
+  // tile with its epilogue in registers (int8 only).
+  using FusedI8 = std::function<void(const uint8_t*, size_t, int, int, int, int, const cpu::I8TileOut&)>;
   template <typename RowIn, typename Tile>
   void integer_linear(const cpu::KernelTable& kt, const RowIn& row_in, int m, const PackedMatrix& w,
                       const float* w_scale, const int32_t* col_sum, int digits, int tile_digit_rows,
-                      const float* bias, Activation act, bool accumulate, const LinearOutput& out, const Tile& tile) {
+                      const float* bias, Activation act, bool accumulate, const LinearOutput& out, const Tile& tile,
+                      const FusedI8& fused_i8 = nullptr) {
     const int k = w.n_in;
     const int kq = cpu::i8_k_quads(k);
     const size_t ldq = 4 * static_cast<size_t>(kq);
@@ -337,11 +349,29 @@ class CpuBackend final : public Backend {
         for (int d = 0; d < digits; ++d) std::fill(row + d * ldq + k, row + (d + 1) * ldq, 0);
       }
     });
+    // u8 activations into one f32 block: the kernel finishes the tile itself
+    // where the ISA has such a kernel (KernelTable::gemm_i8_tile_out).
+    const bool in_registers = digits == 1 && fused_i8 && out.y && out.split == 0;
     gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
+      if (in_registers) {
+        cpu::I8TileOut o{sx + i,
+                         lo_x + i,
+                         w_scale + j,
+                         col_sum + j,
+                         bias ? bias + j : nullptr,
+                         act == Activation::gelu,
+                         accumulate,
+                         std::min(16 * n_panels, w.n_out - j),
+                         out.y + static_cast<size_t>(i) * out.ldy + j,
+                         static_cast<size_t>(out.ldy)};
+        fused_i8(xq + static_cast<size_t>(i) * ldq, ldq, rows, j, n_panels, kq, o);
+        return true;
+      }
       alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
       tile(xq + static_cast<size_t>(i) * digits * ldq, ldq, rows * digits, j, n_panels, kq, iacc);
       const int cols = std::min(16 * n_panels, w.n_out - j);
       kt.dequant_tile(iacc, rows, digits, cols, sx + i, lo_x + i, w_scale + j, col_sum + j, acc);
+      return false;
     });
   }
 
@@ -386,7 +416,7 @@ class CpuBackend final : public Backend {
         const int cut = out.split > 0 ? std::min(cols, (j / out.split + 1) * out.split - j) : cols;
         for (int i = m0; i < m1; i += tile_rows) {
           const int rows = std::min(tile_rows, m1 - i);
-          tile(i, rows, j, n_panels, acc);
+          if (tile(i, rows, j, n_panels, acc)) continue;  // the tile wrote its output itself
           if (cut == cols) {  // the tile lies in one split block (always without a split): one call
             size_t at = static_cast<size_t>(i) * out.ldy + j;
             if (out.split > 0) at = (j / out.split) * out.split_stride + static_cast<size_t>(i) * out.ldy + j % out.split;

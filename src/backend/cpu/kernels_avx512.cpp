@@ -161,9 +161,26 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
 }
 
 // gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
-template <int R>
+// The epilogue of I8TileOut on one row's two accumulators, in registers.
+static inline void i8_row_out(__m512i c0, __m512i c1, int r, const I8TileOut& o, const __m512* ws, const __m512* cs,
+                              const __m512* b, const __mmask16* m) {
+  const __m512 sx = _mm512_set1_ps(o.sx[r]), lo = _mm512_set1_ps(o.lo[r]);
+  float* y = o.y + r * o.ldy;
+  const __m512i c[2] = {c0, c1};
+  for (int p = 0; p < 2; ++p) {
+    if (!m[p]) break;
+    __m512 v = _mm512_mul_ps(ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[p]), _mm512_mul_ps(lo, cs[p])));
+    if (o.bias) v = _mm512_add_ps(v, b[p]);
+    if (o.gelu) v = gelu16(v);
+    if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[p], y + 16 * p));
+    _mm512_mask_storeu_ps(y + 16 * p, m[p], v);
+  }
+}
+
+template <int R, bool Out>
 __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
-                                                          const int8_t* w1p, int k_quads, int32_t* acc) {
+                                                          const int8_t* w1p, int k_quads, int32_t* acc,
+                                                          const I8TileOut* o = nullptr) {
   __m512i c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
   for (int kq = 0; kq < k_quads; ++kq) {
@@ -177,27 +194,51 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
       c[r][1] = dpbusd(c[r][1], xv, w1);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm512_storeu_si512(acc + r * 32, c[r][0]);
-    // Unconditionally: acc rows hold 32 columns, and with one panel the
-    // second half repeats the first and nobody reads it.
-    _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
+  if constexpr (Out) {
+    __mmask16 m[2];
+    m[0] = o->cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << o->cols) - 1);
+    m[1] = o->cols >= 32 ? 0xffff : o->cols > 16 ? static_cast<__mmask16>((1u << (o->cols - 16)) - 1) : 0;
+    __m512 ws[2], cs[2], b[2];
+    for (int p = 0; p < 2; ++p) {
+      ws[p] = _mm512_maskz_loadu_ps(m[p], o->w_scale + 16 * p);
+      cs[p] = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m[p], o->col_sum + 16 * p));
+      b[p] = o->bias ? _mm512_maskz_loadu_ps(m[p], o->bias + 16 * p) : _mm512_setzero_ps();
+    }
+    for (int r = 0; r < R; ++r) i8_row_out(c[r][0], c[r][1], r, *o, ws, cs, b, m);
+  } else {
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_si512(acc + r * 32, c[r][0]);
+      // Unconditionally: acc rows hold 32 columns, and with one panel the
+      // second half repeats the first and nobody reads it.
+      _mm512_storeu_si512(acc + r * 32 + 16, c[r][1]);
+    }
+  }
+}
+
+template <bool Out>
+static void i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride, int n_panels,
+                    int k_quads, int32_t* acc, const I8TileOut* o) {
+  const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
+  switch (rows) {
+    case 1: return i8_rows<1, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 2: return i8_rows<2, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 3: return i8_rows<3, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 4: return i8_rows<4, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 5: return i8_rows<5, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 6: return i8_rows<6, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    case 7: return i8_rows<7, Out>(x, ldx, panels, w1, k_quads, acc, o);
+    default: return i8_rows<8, Out>(x, ldx, panels, w1, k_quads, acc, o);
   }
 }
 
 static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                          int n_panels, int k_quads, int32_t* acc) {
-  const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  switch (rows) {
-    case 1: return i8_rows<1>(x, ldx, panels, w1, k_quads, acc);
-    case 2: return i8_rows<2>(x, ldx, panels, w1, k_quads, acc);
-    case 3: return i8_rows<3>(x, ldx, panels, w1, k_quads, acc);
-    case 4: return i8_rows<4>(x, ldx, panels, w1, k_quads, acc);
-    case 5: return i8_rows<5>(x, ldx, panels, w1, k_quads, acc);
-    case 6: return i8_rows<6>(x, ldx, panels, w1, k_quads, acc);
-    case 7: return i8_rows<7>(x, ldx, panels, w1, k_quads, acc);
-    default: return i8_rows<8>(x, ldx, panels, w1, k_quads, acc);
-  }
+  i8_tile<false>(x, ldx, rows, panels, panel_stride, n_panels, k_quads, acc, nullptr);
+}
+
+static void gemm_i8_tile_out(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
+                             int n_panels, int k_quads, const I8TileOut& out) {
+  i8_tile<true>(x, ldx, rows, panels, panel_stride, n_panels, k_quads, nullptr, &out);
 }
 
 // gemm_u8s10_s32_4x32__avx512vnni: int10 weights as an int8 high part and a
@@ -495,7 +536,8 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::attend_row_bf16,
       avx512_ns::attend_heads_f32,
       avx512_ns::attend_heads_bf16,
-      avx512_ns::dequant_tile_generic};
+      avx512_ns::dequant_tile_generic,
+      cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile_out : nullptr};
   return t;
 }
 

@@ -56,7 +56,8 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::attend_row_bf16_generic,
                                 scalar_ns::attend_heads_f32_generic,
                                 scalar_ns::attend_heads_bf16_generic,
-                                scalar_ns::dequant_tile_generic};
+                                scalar_ns::dequant_tile_generic,
+                                nullptr};
   return t;
 }
 
