@@ -234,10 +234,17 @@ class CpuBackend final : public Backend {
         }
       });
       const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
+      // One f32 block out: the kernel finishes the tile itself where it can.
+      const bool in_registers = kt.gemm_bf16_tile_out && out.y && out.split == 0;
       gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, out,
                   [&](int i, int rows, int j, int n_panels, float* acc) {
-                    kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, b->data.data() + (j / 16) * stride, stride, n_panels,
-                                      kp, acc);
+                    const uint16_t* panels = b->data.data() + (j / 16) * stride;
+                    if (in_registers) {
+                      kt.gemm_bf16_tile_out(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp,
+                                            tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate));
+                      return true;
+                    }
+                    kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, acc);
                     return false;
                   });
     } else if (const auto* q = dynamic_cast<const I8Panels*>(&w)) {
@@ -253,7 +260,7 @@ class CpuBackend final : public Backend {
                        kt.gemm_i8_tile(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
                      },
                      kt.gemm_i8_tile_out ? FusedI8([&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels,
-                                                       int kq, const cpu::I8TileOut& o) {
+                                                       int kq, const cpu::TileOut& o) {
                        kt.gemm_i8_tile_out(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, o);
                      })
                                          : FusedI8());
@@ -319,9 +326,22 @@ class CpuBackend final : public Backend {
   // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
   // iacc), and per row and column y = sw (s dot + lo col_sum) with
   // dot = the digits' sums combined as 256 hi + lo.
-  // fused_i8(xq, ldq, rows, j, n_panels, k_quads, I8TileOut), or null: the
+  // The output of the tile at (i, j) of a GEMM into one f32 block.
+  static cpu::TileOut tile_out(const LinearOutput& out, int i, int j, int n_panels, int n_out, const float* bias,
+                               Activation act, bool accumulate) {
+    cpu::TileOut o{};
+    o.bias = bias ? bias + j : nullptr;
+    o.gelu = act == Activation::gelu;
+    o.accumulate = accumulate;
+    o.cols = std::min(16 * n_panels, n_out - j);
+    o.y = out.y + static_cast<size_t>(i) * out.ldy + j;
+    o.ldy = static_cast<size_t>(out.ldy);
+    return o;
+  }
+
+  // fused_i8(xq, ldq, rows, j, n_panels, k_quads, TileOut), or null: the
   // tile with its epilogue in registers (int8 only).
-  using FusedI8 = std::function<void(const uint8_t*, size_t, int, int, int, int, const cpu::I8TileOut&)>;
+  using FusedI8 = std::function<void(const uint8_t*, size_t, int, int, int, int, const cpu::TileOut&)>;
   template <typename RowIn, typename Tile>
   void integer_linear(const cpu::KernelTable& kt, const RowIn& row_in, int m, const PackedMatrix& w,
                       const float* w_scale, const int32_t* col_sum, int digits, int tile_digit_rows,
@@ -354,16 +374,11 @@ class CpuBackend final : public Backend {
     const bool in_registers = digits == 1 && fused_i8 && out.y && out.split == 0;
     gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
       if (in_registers) {
-        cpu::I8TileOut o{sx + i,
-                         lo_x + i,
-                         w_scale + j,
-                         col_sum + j,
-                         bias ? bias + j : nullptr,
-                         act == Activation::gelu,
-                         accumulate,
-                         std::min(16 * n_panels, w.n_out - j),
-                         out.y + static_cast<size_t>(i) * out.ldy + j,
-                         static_cast<size_t>(out.ldy)};
+        cpu::TileOut o = tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate);
+        o.sx = sx + i;
+        o.lo = lo_x + i;
+        o.w_scale = w_scale + j;
+        o.col_sum = col_sum + j;
         fused_i8(xq + static_cast<size_t>(i) * ldq, ldq, rows, j, n_panels, kq, o);
         return true;
       }

@@ -226,7 +226,8 @@ KernelTable make_amx_table(bool emulated) {
   t.gemm_i8_name = emulated ? "gemm_u8s8_s32_32x32__amx_emulated" : "gemm_u8s8_s32_32x32__amx";
   t.gemm_i8_rows = 32;
   t.gemm_i8_tile = emulated ? amx_i8_tile<AmxEmulated> : amx_i8_tile<AmxHardware>;
-  t.gemm_i8_tile_out = nullptr;  // AVX-512's finishes AVX-512 tiles, not these
+  t.gemm_i8_tile_out = nullptr;  // AVX-512's finish AVX-512 tiles, not these
+  t.gemm_bf16_tile_out = nullptr;
   return t;
 }
 

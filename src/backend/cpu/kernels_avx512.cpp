@@ -106,12 +106,41 @@ static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* pan
   }
 }
 
+// TileOut's epilogue, in registers: the column vectors of a tile (loaded
+// once), then each row's two accumulators, as f32 (dequantized for int8).
+struct TileCols {
+  __mmask16 m[2];
+  __m512 ws[2], cs[2], b[2];
+  TileCols(const TileOut& o, bool dequant) {
+    m[0] = o.cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << o.cols) - 1);
+    m[1] = o.cols >= 32 ? 0xffff : o.cols > 16 ? static_cast<__mmask16>((1u << (o.cols - 16)) - 1) : 0;
+    for (int p = 0; p < 2; ++p) {
+      ws[p] = dequant ? _mm512_maskz_loadu_ps(m[p], o.w_scale + 16 * p) : _mm512_setzero_ps();
+      cs[p] = dequant ? _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m[p], o.col_sum + 16 * p)) : _mm512_setzero_ps();
+      b[p] = o.bias ? _mm512_maskz_loadu_ps(m[p], o.bias + 16 * p) : _mm512_setzero_ps();
+    }
+  }
+};
+
+static inline void row_out(const __m512* v_in, int r, const TileOut& o, const TileCols& t) {
+  float* y = o.y + r * o.ldy;
+  for (int p = 0; p < 2; ++p) {
+    if (!t.m[p]) break;
+    __m512 v = v_in[p];
+    if (o.bias) v = _mm512_add_ps(v, t.b[p]);
+    if (o.gelu) v = gelu16(v);
+    if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(t.m[p], y + 16 * p));
+    _mm512_mask_storeu_ps(y + 16 * p, t.m[p], v);
+  }
+}
+
 // gemm_bf16_f32_6x32__avx512bf16: the f32 tile's structure with K in pairs;
 // one vdpbf16ps does two multiply-adds per lane. R (rows) is a template
 // parameter so that the accumulators stay in registers for every row count.
-template <int R>
+template <int R, bool Out>
 __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w0p,
-                                                            const uint16_t* w1p, int k_pairs, float* acc) {
+                                                            const uint16_t* w1p, int k_pairs, float* acc,
+                                                            const TileOut* o = nullptr) {
   __m512 c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
   for (int kp = 0; kp < k_pairs; ++kp) {
@@ -125,29 +154,45 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
       c[r][1] = _mm512_dpbf16_ps(c[r][1], xv, w1);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm512_storeu_ps(acc + r * 32, c[r][0]);
-    _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);  // see i8_rows
+  if constexpr (Out) {
+    const TileCols t(*o, false);
+    for (int r = 0; r < R; ++r) row_out(c[r], r, *o, t);
+  } else {
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(acc + r * 32, c[r][0]);
+      _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);  // see i8_rows
+    }
+  }
+}
+
+template <bool Out>
+static void bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
+                      int n_panels, int k_pairs, float* acc, const TileOut* o) {
+  const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
+  switch (rows) {
+    case 1: return bf16_rows<1, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 2: return bf16_rows<2, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 3: return bf16_rows<3, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 4: return bf16_rows<4, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 5: return bf16_rows<5, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 6: return bf16_rows<6, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 7: return bf16_rows<7, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 8: return bf16_rows<8, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 9: return bf16_rows<9, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 10: return bf16_rows<10, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    case 11: return bf16_rows<11, Out>(x, ldx, panels, w1, k_pairs, acc, o);
+    default: return bf16_rows<12, Out>(x, ldx, panels, w1, k_pairs, acc, o);
   }
 }
 
 static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                            int n_panels, int k_pairs, float* acc) {
-  const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  switch (rows) {
-    case 1: return bf16_rows<1>(x, ldx, panels, w1, k_pairs, acc);
-    case 2: return bf16_rows<2>(x, ldx, panels, w1, k_pairs, acc);
-    case 3: return bf16_rows<3>(x, ldx, panels, w1, k_pairs, acc);
-    case 4: return bf16_rows<4>(x, ldx, panels, w1, k_pairs, acc);
-    case 5: return bf16_rows<5>(x, ldx, panels, w1, k_pairs, acc);
-    case 6: return bf16_rows<6>(x, ldx, panels, w1, k_pairs, acc);
-    case 7: return bf16_rows<7>(x, ldx, panels, w1, k_pairs, acc);
-    case 8: return bf16_rows<8>(x, ldx, panels, w1, k_pairs, acc);
-    case 9: return bf16_rows<9>(x, ldx, panels, w1, k_pairs, acc);
-    case 10: return bf16_rows<10>(x, ldx, panels, w1, k_pairs, acc);
-    case 11: return bf16_rows<11>(x, ldx, panels, w1, k_pairs, acc);
-    default: return bf16_rows<12>(x, ldx, panels, w1, k_pairs, acc);
-  }
+  bf16_tile<false>(x, ldx, rows, panels, panel_stride, n_panels, k_pairs, acc, nullptr);
+}
+
+static void gemm_bf16_tile_out(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
+                               int n_panels, int k_pairs, const TileOut& out) {
+  bf16_tile<true>(x, ldx, rows, panels, panel_stride, n_panels, k_pairs, nullptr, &out);
 }
 
 // vpdpbusd through inline asm: GCC 12 compiles _mm512_dpbusd_epi32 in a
@@ -161,26 +206,19 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
 }
 
 // gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
-// The epilogue of I8TileOut on one row's two accumulators, in registers.
-static inline void i8_row_out(__m512i c0, __m512i c1, int r, const I8TileOut& o, const __m512* ws, const __m512* cs,
-                              const __m512* b, const __mmask16* m) {
+static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, const TileCols& t) {
   const __m512 sx = _mm512_set1_ps(o.sx[r]), lo = _mm512_set1_ps(o.lo[r]);
-  float* y = o.y + r * o.ldy;
   const __m512i c[2] = {c0, c1};
-  for (int p = 0; p < 2; ++p) {
-    if (!m[p]) break;
-    __m512 v = _mm512_mul_ps(ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[p]), _mm512_mul_ps(lo, cs[p])));
-    if (o.bias) v = _mm512_add_ps(v, b[p]);
-    if (o.gelu) v = gelu16(v);
-    if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[p], y + 16 * p));
-    _mm512_mask_storeu_ps(y + 16 * p, m[p], v);
-  }
+  __m512 v[2];
+  for (int p = 0; p < 2; ++p)
+    v[p] = _mm512_mul_ps(t.ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[p]), _mm512_mul_ps(lo, t.cs[p])));
+  row_out(v, r, o, t);
 }
 
 template <int R, bool Out>
 __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
                                                           const int8_t* w1p, int k_quads, int32_t* acc,
-                                                          const I8TileOut* o = nullptr) {
+                                                          const TileOut* o = nullptr) {
   __m512i c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
   for (int kq = 0; kq < k_quads; ++kq) {
@@ -195,16 +233,8 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
     }
   }
   if constexpr (Out) {
-    __mmask16 m[2];
-    m[0] = o->cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << o->cols) - 1);
-    m[1] = o->cols >= 32 ? 0xffff : o->cols > 16 ? static_cast<__mmask16>((1u << (o->cols - 16)) - 1) : 0;
-    __m512 ws[2], cs[2], b[2];
-    for (int p = 0; p < 2; ++p) {
-      ws[p] = _mm512_maskz_loadu_ps(m[p], o->w_scale + 16 * p);
-      cs[p] = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m[p], o->col_sum + 16 * p));
-      b[p] = o->bias ? _mm512_maskz_loadu_ps(m[p], o->bias + 16 * p) : _mm512_setzero_ps();
-    }
-    for (int r = 0; r < R; ++r) i8_row_out(c[r][0], c[r][1], r, *o, ws, cs, b, m);
+    const TileCols t(*o, true);
+    for (int r = 0; r < R; ++r) i8_row_out(c[r][0], c[r][1], r, *o, t);
   } else {
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_si512(acc + r * 32, c[r][0]);
@@ -217,7 +247,7 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
 
 template <bool Out>
 static void i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride, int n_panels,
-                    int k_quads, int32_t* acc, const I8TileOut* o) {
+                    int k_quads, int32_t* acc, const TileOut* o) {
   const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
   switch (rows) {
     case 1: return i8_rows<1, Out>(x, ldx, panels, w1, k_quads, acc, o);
@@ -237,7 +267,7 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
 }
 
 static void gemm_i8_tile_out(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
-                             int n_panels, int k_quads, const I8TileOut& out) {
+                             int n_panels, int k_quads, const TileOut& out) {
   i8_tile<true>(x, ldx, rows, panels, panel_stride, n_panels, k_quads, nullptr, &out);
 }
 
@@ -537,7 +567,8 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::attend_heads_f32,
       avx512_ns::attend_heads_bf16,
       avx512_ns::dequant_tile_generic,
-      cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile_out : nullptr};
+      cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile_out : nullptr,
+      cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile_out : nullptr};
   return t;
 }
 
