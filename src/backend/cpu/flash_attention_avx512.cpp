@@ -282,9 +282,13 @@ static inline float quantize_row64(const uint16_t* row, int8_t* out, int offset,
     finite &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
     amax = _mm512_max_ps(amax, a);
   }
+  if (finite != 0xffff) {  // cvtps_epi32 would give INT_MIN for NaN x 0, and the sum overflow
+    std::memset(out, offset, kFlashDim);
+    *sum = 0;
+    return NAN;
+  }
   const float m = _mm512_reduce_max_ps(amax);
-  const bool ok = finite == 0xffff;
-  const float inv = ok && m > 0 ? 127.0f / m : 0.0f;
+  const float inv = m > 0 ? 127.0f / m : 0.0f;
   __m512i acc = _mm512_setzero_si512();
   for (int i = 0; i < 4; ++i) {
     // Round to nearest even (MXCSR's default); |x inv| <= 127 (1 + 2^-22).
@@ -293,7 +297,7 @@ static inline float quantize_row64(const uint16_t* row, int8_t* out, int offset,
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * i), _mm512_cvtepi32_epi8(_mm512_add_epi32(v, _mm512_set1_epi32(offset))));
   }
   *sum = _mm512_reduce_add_epi32(acc);
-  return ok ? m / 127.0f : NAN;
+  return m / 127.0f;
 }
 
 #pragma GCC push_options
