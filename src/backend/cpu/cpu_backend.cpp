@@ -210,9 +210,16 @@ class CpuBackend final : public Backend {
         lds = k;
       }
       const size_t stride = static_cast<size_t>(k) * cpu::kPanelWidth;
+      const bool in_registers = k_.gemm_f32_tile_out && out.y && out.split == 0;
       gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
-        k_.gemm_f32_tile(xs + static_cast<size_t>(i) * lds, lds, rows, f->data.data() + (j / 16) * stride, stride,
-                         n_panels, k, acc);
+        const float* xi = xs + static_cast<size_t>(i) * lds;
+        const float* panels = f->data.data() + (j / 16) * stride;
+        if (in_registers) {
+          k_.gemm_f32_tile_out(xi, lds, rows, panels, stride, n_panels, k,
+                               tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate));
+          return true;
+        }
+        k_.gemm_f32_tile(xi, lds, rows, panels, stride, n_panels, k, acc);
         return false;
       });
     } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {

@@ -50,8 +50,8 @@ inline size_t i10_bytes(int n_out, int n_in) { return panel_count(n_out) * i8_k_
 void pack_i10_panels(const float* w, int n_out, int n_in, uint8_t* dst, float* scale, int32_t* col_sum);
 
 // The usual output of a GEMM tile, for kernels that finish the tile in
-// registers (gemm_i8_tile_out, gemm_bf16_tile_out): for r < rows, c < cols,
-// y[r * ldy + c] (+)= act(v_rc + bias[c]), v_rc the dot product (bf16), or
+// registers (gemm_{i8,bf16,f32}_tile_out): for r < rows, c < cols,
+// y[r * ldy + c] (+)= act(v_rc + bias[c]), v_rc the dot product (f32, bf16), or
 // w_scale[c] (sx[r] dot_rc + lo[r] col_sum[c]) (int8): the arithmetic of
 // dequant_tile and epilogue_tile. Per-column arrays start at the tile's
 // first column; bias may be null; sx, lo, w_scale and col_sum are for int8.
@@ -151,7 +151,7 @@ struct KernelTable {
   // digits 2 (16-bit ones: a row's two digit rows are consecutive).
   void (*dequant_tile)(const int32_t* acc, int rows, int digits, int cols, const float* sx, const float* lo,
                        const float* w_scale, const int32_t* col_sum, float* out);
-  // gemm_i8_tile and gemm_bf16_tile with dequant_tile (int8) and
+  // gemm_i8_tile, gemm_bf16_tile and gemm_f32_tile with dequant_tile (int8) and
   // epilogue_tile applied to the accumulators in registers, into f32 y
   // (TileOut). Null where the ISA has no such kernel; the GEMM then runs
   // the steps one after another. Saves the tile's round trips through
@@ -161,6 +161,8 @@ struct KernelTable {
                            int n_panels, int k_quads, const TileOut& out);
   void (*gemm_bf16_tile_out)(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                              int n_panels, int k_pairs, const TileOut& out);
+  void (*gemm_f32_tile_out)(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
+                            int n_panels, int k, const TileOut& out);
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

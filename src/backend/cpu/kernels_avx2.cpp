@@ -127,6 +127,7 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::attend_heads_bf16_generic,
                                 avx2_ns::dequant_tile_generic,
                                 nullptr,
+                                nullptr,
                                 nullptr};
   return t;
 }

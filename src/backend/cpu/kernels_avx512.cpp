@@ -71,41 +71,6 @@ static void gelu_avx512(float* x, int n) {
 #include "backend/cpu/kernels_generic.inc"
 #undef AMA_GELU_ROW
 
-// gemm_f32_f32_6x32__avx512: 6 rows x 2 zmm = 12 accumulators, 2 weight loads
-// and 6 broadcasts per k, out of 32 zmm registers.
-static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
-                          int n_panels, int k, float* acc) {
-  __m512 c[6][2];
-  for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
-  const float* w0p = panels;
-  const float* w1p = panels + (n_panels > 1 ? panel_stride : 0);
-  if (rows == 6) {
-    for (int kk = 0; kk < k; ++kk) {
-      const __m512 w0 = _mm512_loadu_ps(w0p + kk * 16);
-      const __m512 w1 = _mm512_loadu_ps(w1p + kk * 16);
-      for (int r = 0; r < 6; ++r) {
-        const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
-        c[r][0] = _mm512_fmadd_ps(xv, w0, c[r][0]);
-        c[r][1] = _mm512_fmadd_ps(xv, w1, c[r][1]);
-      }
-    }
-  } else {
-    for (int kk = 0; kk < k; ++kk) {
-      const __m512 w0 = _mm512_loadu_ps(w0p + kk * 16);
-      const __m512 w1 = _mm512_loadu_ps(w1p + kk * 16);
-      for (int r = 0; r < rows; ++r) {
-        const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
-        c[r][0] = _mm512_fmadd_ps(xv, w0, c[r][0]);
-        c[r][1] = _mm512_fmadd_ps(xv, w1, c[r][1]);
-      }
-    }
-  }
-  for (int r = 0; r < rows; ++r) {
-    _mm512_storeu_ps(acc + r * 32, c[r][0]);
-    if (n_panels > 1) _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);
-  }
-}
-
 // TileOut's epilogue, in registers: the column vectors of a tile (loaded
 // once), then each row's two accumulators, as f32 (dequantized for int8).
 struct TileCols {
@@ -132,6 +97,57 @@ static inline void row_out(const __m512* v_in, int r, const TileOut& o, const Ti
     if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(t.m[p], y + 16 * p));
     _mm512_mask_storeu_ps(y + 16 * p, t.m[p], v);
   }
+}
+
+// gemm_f32_f32_6x32__avx512: 6 rows x 2 zmm = 12 accumulators, 2 weight loads
+// and 6 broadcasts per k, out of 32 zmm registers.
+template <bool Out>
+static void f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride, int n_panels,
+                     int k, float* acc, const TileOut* o) {
+  __m512 c[6][2];
+  for (int r = 0; r < 6; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
+  const float* w0p = panels;
+  const float* w1p = panels + (n_panels > 1 ? panel_stride : 0);
+  if (rows == 6) {
+    for (int kk = 0; kk < k; ++kk) {
+      const __m512 w0 = _mm512_loadu_ps(w0p + kk * 16);
+      const __m512 w1 = _mm512_loadu_ps(w1p + kk * 16);
+      for (int r = 0; r < 6; ++r) {
+        const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
+        c[r][0] = _mm512_fmadd_ps(xv, w0, c[r][0]);
+        c[r][1] = _mm512_fmadd_ps(xv, w1, c[r][1]);
+      }
+    }
+  } else {
+    for (int kk = 0; kk < k; ++kk) {
+      const __m512 w0 = _mm512_loadu_ps(w0p + kk * 16);
+      const __m512 w1 = _mm512_loadu_ps(w1p + kk * 16);
+      for (int r = 0; r < rows; ++r) {
+        const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
+        c[r][0] = _mm512_fmadd_ps(xv, w0, c[r][0]);
+        c[r][1] = _mm512_fmadd_ps(xv, w1, c[r][1]);
+      }
+    }
+  }
+  if constexpr (Out) {
+    const TileCols t(*o, false);
+    for (int r = 0; r < rows; ++r) row_out(c[r], r, *o, t);
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      _mm512_storeu_ps(acc + r * 32, c[r][0]);
+      if (n_panels > 1) _mm512_storeu_ps(acc + r * 32 + 16, c[r][1]);
+    }
+  }
+}
+
+static void gemm_f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
+                          int n_panels, int k, float* acc) {
+  f32_tile<false>(x, ldx, rows, panels, panel_stride, n_panels, k, acc, nullptr);
+}
+
+static void gemm_f32_tile_out(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
+                              int n_panels, int k, const TileOut& out) {
+  f32_tile<true>(x, ldx, rows, panels, panel_stride, n_panels, k, nullptr, &out);
 }
 
 // gemm_bf16_f32_6x32__avx512bf16: the f32 tile's structure with K in pairs;
@@ -568,7 +584,8 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::attend_heads_bf16,
       avx512_ns::dequant_tile_generic,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile_out : nullptr,
-      cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile_out : nullptr};
+      cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile_out : nullptr,
+      avx512_ns::gemm_f32_tile_out};
   return t;
 }
 

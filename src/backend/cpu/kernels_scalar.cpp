@@ -58,6 +58,7 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::attend_heads_bf16_generic,
                                 scalar_ns::dequant_tile_generic,
                                 nullptr,
+                                nullptr,
                                 nullptr};
   return t;
 }
