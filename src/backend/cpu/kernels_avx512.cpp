@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 #include "backend/cpu/kernels.h"
 
@@ -70,6 +72,18 @@ static void gelu_avx512(float* x, int n) {
 #define AMA_GELU_ROW gelu_avx512
 #include "backend/cpu/kernels_generic.inc"
 #undef AMA_GELU_ROW
+
+// Calls f(std::integral_constant<int, R>) for R = min(rows, MaxR), rows >= 1:
+// the register tiles take their row count as a template parameter so that
+// the accumulators stay in registers for every count.
+template <int... Rs, typename F>
+static void dispatch_rows_impl(int rows, std::integer_sequence<int, Rs...>, const F& f) {
+  (void)((rows == Rs + 1 ? (f(std::integral_constant<int, Rs + 1>{}), true) : false) || ...);
+}
+template <int MaxR, typename F>
+static void dispatch_rows(int rows, const F& f) {
+  dispatch_rows_impl(std::min(rows, MaxR), std::make_integer_sequence<int, MaxR>{}, f);
+}
 
 // TileOut's epilogue, in registers: the column vectors of a tile (loaded
 // once), then each row's two accumulators, as f32 (dequantized for int8).
@@ -185,20 +199,7 @@ template <bool Out>
 static void bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                       int n_panels, int k_pairs, float* acc, const TileOut* o) {
   const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  switch (rows) {
-    case 1: return bf16_rows<1, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 2: return bf16_rows<2, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 3: return bf16_rows<3, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 4: return bf16_rows<4, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 5: return bf16_rows<5, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 6: return bf16_rows<6, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 7: return bf16_rows<7, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 8: return bf16_rows<8, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 9: return bf16_rows<9, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 10: return bf16_rows<10, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    case 11: return bf16_rows<11, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-    default: return bf16_rows<12, Out>(x, ldx, panels, w1, k_pairs, acc, o);
-  }
+  dispatch_rows<12>(rows, [&](auto r) { bf16_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_pairs, acc, o); });
 }
 
 static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
@@ -221,7 +222,6 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
   return acc;
 }
 
-// gemm_u8s8_s32_6x32__avx512vnni: vpdpbusd does four u8 x s8 products per lane.
 static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, const TileCols& t) {
   const __m512 sx = _mm512_set1_ps(o.sx[r]), lo = _mm512_set1_ps(o.lo[r]);
   const __m512i c[2] = {c0, c1};
@@ -231,6 +231,8 @@ static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, c
   row_out(v, r, o, t);
 }
 
+// gemm_u8s8_s32_8x32__avx512vnni: vpdpbusd does four u8 x s8 products per
+// lane; 8 rows x 2 panels = 16 accumulators, as the bf16 tile.
 template <int R, bool Out>
 __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size_t ldx, const int8_t* w0p,
                                                           const int8_t* w1p, int k_quads, int32_t* acc,
@@ -265,16 +267,7 @@ template <bool Out>
 static void i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride, int n_panels,
                     int k_quads, int32_t* acc, const TileOut* o) {
   const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  switch (rows) {
-    case 1: return i8_rows<1, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 2: return i8_rows<2, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 3: return i8_rows<3, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 4: return i8_rows<4, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 5: return i8_rows<5, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 6: return i8_rows<6, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    case 7: return i8_rows<7, Out>(x, ldx, panels, w1, k_quads, acc, o);
-    default: return i8_rows<8, Out>(x, ldx, panels, w1, k_quads, acc, o);
-  }
+  dispatch_rows<8>(rows, [&](auto r) { i8_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_quads, acc, o); });
 }
 
 static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
@@ -335,12 +328,7 @@ __attribute__((target("avx512vnni"))) static void i10_rows(const uint8_t* x, siz
 
 template <int P>
 static void i10_tile_panels(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int k_quads, int32_t* acc) {
-  switch (rows) {
-    case 1: return i10_rows<1, P>(x, ldx, tile, k_quads, acc);
-    case 2: return i10_rows<2, P>(x, ldx, tile, k_quads, acc);
-    case 3: return i10_rows<3, P>(x, ldx, tile, k_quads, acc);
-    default: return i10_rows<4, P>(x, ldx, tile, k_quads, acc);
-  }
+  dispatch_rows<4>(rows, [&](auto r) { i10_rows<decltype(r)::value, P>(x, ldx, tile, k_quads, acc); });
 }
 
 static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
