@@ -210,13 +210,12 @@ class CpuBackend final : public Backend {
         lds = k;
       }
       const size_t stride = static_cast<size_t>(k) * cpu::kPanelWidth;
-      const bool in_registers = k_.gemm_f32_tile_out && out.y && out.split == 0;
       gemm_driver(m, k_.gemm_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
         const float* xi = xs + static_cast<size_t>(i) * lds;
         const float* panels = f->data.data() + (j / 16) * stride;
-        if (in_registers) {
-          k_.gemm_f32_tile_out(xi, lds, rows, panels, stride, n_panels, k,
-                               tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate));
+        cpu::TileOut o;
+        if (k_.gemm_f32_tile_out && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
+          k_.gemm_f32_tile_out(xi, lds, rows, panels, stride, n_panels, k, o);
           return true;
         }
         k_.gemm_f32_tile(xi, lds, rows, panels, stride, n_panels, k, acc);
@@ -241,14 +240,13 @@ class CpuBackend final : public Backend {
         }
       });
       const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
-      // One f32 block out: the kernel finishes the tile itself where it can.
-      const bool in_registers = kt.gemm_bf16_tile_out && out.y && out.split == 0;
       gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, out,
                   [&](int i, int rows, int j, int n_panels, float* acc) {
                     const uint16_t* panels = b->data.data() + (j / 16) * stride;
-                    if (in_registers) {
-                      kt.gemm_bf16_tile_out(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp,
-                                            tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate));
+                    // The kernel finishes the tile itself where it can.
+                    cpu::TileOut o;
+                    if (kt.gemm_bf16_tile_out && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
+                      kt.gemm_bf16_tile_out(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, o);
                       return true;
                     }
                     kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, acc);
@@ -333,17 +331,28 @@ class CpuBackend final : public Backend {
   // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
   // iacc), and per row and column y = sw (s dot + lo col_sum) with
   // dot = the digits' sums combined as 256 hi + lo.
-  // The output of the tile at (i, j) of a GEMM into one f32 block.
-  static cpu::TileOut tile_out(const LinearOutput& out, int i, int j, int n_panels, int n_out, const float* bias,
-                               Activation act, bool accumulate) {
-    cpu::TileOut o{};
+  // The output of the tile at (i, j) for a kernel that finishes the tile
+  // itself: f32 or bf16, into the split block that holds the tile's
+  // columns. False when they straddle two blocks (a split that is not a
+  // multiple of 32 columns); the caller then takes the general path.
+  static bool tile_out(const LinearOutput& out, int i, int j, int n_panels, int n_out, const float* bias,
+                       Activation act, bool accumulate, cpu::TileOut& o) {
+    o = cpu::TileOut{};
+    o.cols = std::min(16 * n_panels, n_out - j);
+    size_t at = static_cast<size_t>(i) * out.ldy + j;
+    if (out.split > 0) {
+      if (j / out.split != (j + o.cols - 1) / out.split) return false;
+      at = (j / out.split) * out.split_stride + static_cast<size_t>(i) * out.ldy + j % out.split;
+    }
     o.bias = bias ? bias + j : nullptr;
     o.gelu = act == Activation::gelu;
     o.accumulate = accumulate;
-    o.cols = std::min(16 * n_panels, n_out - j);
-    o.y = out.y + static_cast<size_t>(i) * out.ldy + j;
+    if (out.y)
+      o.y = out.y + at;
+    else
+      o.y_bf16 = out.y_bf16 + at;
     o.ldy = static_cast<size_t>(out.ldy);
-    return o;
+    return true;
   }
 
   // fused_i8(xq, ldq, rows, j, n_panels, k_quads, TileOut), or null: the
@@ -376,12 +385,11 @@ class CpuBackend final : public Backend {
         for (int d = 0; d < digits; ++d) std::fill(row + d * ldq + k, row + (d + 1) * ldq, 0);
       }
     });
-    // u8 activations into one f32 block: the kernel finishes the tile itself
-    // where the ISA has such a kernel (KernelTable::gemm_i8_tile_out).
-    const bool in_registers = digits == 1 && fused_i8 && out.y && out.split == 0;
+    // u8 activations: the kernel finishes the tile itself where the ISA has
+    // such a kernel (KernelTable::gemm_i8_tile_out).
     gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
-      if (in_registers) {
-        cpu::TileOut o = tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate);
+      cpu::TileOut o;
+      if (digits == 1 && fused_i8 && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
         o.sx = sx + i;
         o.lo = lo_x + i;
         o.w_scale = w_scale + j;

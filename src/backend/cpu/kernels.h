@@ -51,7 +51,7 @@ void pack_i10_panels(const float* w, int n_out, int n_in, uint8_t* dst, float* s
 
 // The usual output of a GEMM tile, for kernels that finish the tile in
 // registers (gemm_{i8,bf16,f32}_tile_out): for r < rows, c < cols,
-// y[r * ldy + c] (+)= act(v_rc + bias[c]), v_rc the dot product (f32, bf16), or
+// y[r * ldy + c] (+)= act(v_rc + bias[c]) (y in f32 or bf16), v_rc the dot product (f32, bf16), or
 // w_scale[c] (sx[r] dot_rc + lo[r] col_sum[c]) (int8): the arithmetic of
 // dequant_tile and epilogue_tile. Per-column arrays start at the tile's
 // first column; bias may be null; sx, lo, w_scale and col_sum are for int8.
@@ -64,7 +64,8 @@ struct TileOut {
   bool gelu;
   bool accumulate;
   int cols;  // 1..32
-  float* y;
+  float* y;           // f32 out, or
+  uint16_t* y_bf16;   // bf16 out (round to nearest even, as to_bf16_row; no accumulate)
   size_t ldy;
 };
 
@@ -152,8 +153,8 @@ struct KernelTable {
   void (*dequant_tile)(const int32_t* acc, int rows, int digits, int cols, const float* sx, const float* lo,
                        const float* w_scale, const int32_t* col_sum, float* out);
   // gemm_i8_tile, gemm_bf16_tile and gemm_f32_tile with dequant_tile (int8) and
-  // epilogue_tile applied to the accumulators in registers, into f32 y
-  // (TileOut). Null where the ISA has no such kernel; the GEMM then runs
+  // epilogue_tile applied to the accumulators in registers, into f32 or
+  // bf16 y (TileOut). Null where the ISA has no such kernel; the GEMM then runs
   // the steps one after another. Saves the tile's round trips through
   // memory: ~8% of base's 1500 x 512 x 512 int8 GEMM at one thread went to
   // the separate dequantization and epilogue.

@@ -101,15 +101,31 @@ struct TileCols {
   }
 };
 
+// bf16 of 16 floats, to_bf16_row's rounding: to nearest even, and a NaN
+// stays a (quiet) NaN.
+static inline __m256i to_bf16_16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i hi = _mm512_srli_epi32(u, 16);
+  const __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1))), 16);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x40))));
+}
+
 static inline void row_out(const __m512* v_in, int r, const TileOut& o, const TileCols& t) {
-  float* y = o.y + r * o.ldy;
   for (int p = 0; p < 2; ++p) {
     if (!t.m[p]) break;
     __m512 v = v_in[p];
     if (o.bias) v = _mm512_add_ps(v, t.b[p]);
     if (o.gelu) v = gelu16(v);
-    if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(t.m[p], y + 16 * p));
-    _mm512_mask_storeu_ps(y + 16 * p, t.m[p], v);
+    if (o.y_bf16) {
+      _mm256_mask_storeu_epi16(o.y_bf16 + r * o.ldy + 16 * p, t.m[p], to_bf16_16(v));
+      continue;
+    }
+    float* y = o.y + r * o.ldy + 16 * p;
+    if (o.accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(t.m[p], y));
+    _mm512_mask_storeu_ps(y, t.m[p], v);
   }
 }
 
