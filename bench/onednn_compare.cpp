@@ -82,7 +82,7 @@ struct GemmShape {
 };
 
 // The encoder's GEMMs for one architecture (src/model/encoder.cpp and
-// whisper_model.cpp): conv1 and conv2 as im2col GEMMs (3000 frames in, 1500
+// whisper_model.cpp): conv1 and conv2 as GEMMs over 3-frame windows (3000 frames in, 1500
 // positions after conv2's stride 2), the attention projections, a fused QKV
 // (the same weights side by side: the shape a fusion of the three would
 // have), the MLP, and the decoder's cross-attention K and V of every layer
