@@ -308,7 +308,7 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
           if (dedicated)
             cpu::attention_flash_d64(kt, fk, pool, args, k.data(), v.data());
           else if (bf16)
-            cpu::attention_flash_bf16(kt, pool, args, k.data(), v.data());
+            cpu::attention_flash_bf16(kt, pool, args, k.data(), v.data(), true);
           else
             cpu::attention_flash_f32(kt, pool, args, k.data(), v.data());
         });

@@ -49,6 +49,7 @@
 #include <sstream>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/flash_attention.h"
 #include "backend/cpu/kernels.h"
 #include "core/half.h"
@@ -524,6 +525,39 @@ TEST(FlashExp2, RelativeErrorBelowBound) {
     EXPECT_LE(out[0], std::ldexp(1.0f, -99));
     EXPECT_LE(out[1], std::ldexp(1.0f, -99));
     EXPECT_TRUE(std::isnan(out[2]));
+  }
+}
+
+// The compute type picks the scores' arithmetic: int8 may take the int8
+// Q K^T kernel, bf16 keeps Q K^T in bf16; through the backend, the encoder's
+// attention gives exactly the chosen kernel's output.
+TEST(FlashSelection, Bf16ComputeKeepsScoresInBf16) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}) {
+    if (!isa_supported(isa)) continue;
+    SCOPED_TRACE(isa_name(isa));
+    const cpu::KernelTable& kt = cpu::kernel_table(isa);
+    const cpu::FlashKernel any = cpu::flash_kernel(kt, true), bf16 = cpu::flash_kernel(kt, false);
+    EXPECT_STREQ(any.name, cpu::flash_kernel(kt).name);
+    EXPECT_FALSE(bf16.int8_k) << bf16.name;
+    if (!any.int8_k) EXPECT_STREQ(bf16.name, any.name);
+    const int n = 70, heads = 2, d = 64, w = heads * d;
+    auto q = random_vec(static_cast<size_t>(n) * w, 21, 1.0f), k = random_vec(q.size(), 22, 1.0f),
+         v = random_vec(q.size(), 23, 1.0f);
+    for (ComputeType ct : {ComputeType::bf16, ComputeType::int8}) {
+      CpuBackendOptions o;
+      o.force_isa = true;
+      o.isa = isa;
+      o.compute = ct;
+      o.n_threads = 2;
+      auto be = make_cpu_backend(o);
+      ASSERT_TRUE(be.ok()) << be.message();
+      std::vector<float> got(q.size()), want(q.size());
+      (*be)->attention(q.data(), n, w, k.data(), v.data(), n, w, heads, d, false, 0, got.data(), w);
+      ThreadPool pool(2);
+      const cpu::AttentionArgs args{q.data(), n, w, n, w, heads, d, false, 0, want.data(), w};
+      cpu::attention_flash_d64(kt, ct == ComputeType::int8 ? any : bf16, pool, args, k.data(), v.data());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << compute_type_name(ct);
+    }
   }
 }
 

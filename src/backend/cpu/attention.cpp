@@ -161,10 +161,16 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
     }
   });
   const float c = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(D)));  // log2(e) / sqrt(d)
-  pool.parallel_for(static_cast<size_t>(H) * q_tiles, 1, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t) {
-      const size_t h = t / q_tiles;
-      const int i0 = static_cast<int>(t % q_tiles) * R;
+  // Claimed in runs of 8 tiles (48 rows of one head on AVX-512) as threads
+  // come free (parallel_tasks): with fixed halves a thread slowed down for a
+  // while on this 2-vCPU VM held the whole call up.
+  constexpr int kTilesPerTask = 8;
+  const size_t tasks_per_head = (q_tiles + kTilesPerTask - 1) / kTilesPerTask;
+  pool.parallel_tasks(static_cast<size_t>(H) * tasks_per_head, [&](size_t task) {
+    const size_t h = task / tasks_per_head;
+    const int t0 = static_cast<int>(task % tasks_per_head) * kTilesPerTask;
+    for (int t = t0; t < std::min(q_tiles, t0 + kTilesPerTask); ++t) {
+      const int i0 = t * R;
       fk.fn(qb + h * q_head + static_cast<size_t>(i0) * D, std::min(R, a.n_q - i0), kp + h * packed, vp + h * packed,
             a.n_kv, c, a.out + static_cast<size_t>(i0) * a.ld_out + h * D, a.ld_out);
     }
@@ -173,8 +179,8 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
 
 template <typename KV>
 void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
-                          const KV* values) {
-  if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, flash_kernel(kt), pool, a, keys, values);
+                          const KV* values, bool int8_scores) {
+  if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, flash_kernel(kt, int8_scores), pool, a, keys, values);
   // Other head sizes: the same algorithm on the table's GEMM tiles.
   // bf16 inputs widen exactly to f32, and packing rounds them back unchanged.
   auto f = [](KV x) {
@@ -330,9 +336,9 @@ void attention_rows(const KernelTable& kt, ThreadPool& pool, const AttentionArgs
 }
 
 template void attention_flash_bf16<float>(const KernelTable&, ThreadPool&, const AttentionArgs&, const float*,
-                                          const float*);
+                                          const float*, bool);
 template void attention_flash_bf16<uint16_t>(const KernelTable&, ThreadPool&, const AttentionArgs&, const uint16_t*,
-                                             const uint16_t*);
+                                             const uint16_t*, bool);
 template void attention_flash_d64<float>(const KernelTable&, const FlashKernel&, ThreadPool&, const AttentionArgs&,
                                          const float*, const float*);
 template void attention_flash_d64<uint16_t>(const KernelTable&, const FlashKernel&, ThreadPool&, const AttentionArgs&,

@@ -33,10 +33,12 @@ void attention_flash_f32(const KernelTable& k, ThreadPool& pool, const Attention
 // decoder prompt's cross-attention). d_head 64 without a mask (every Whisper
 // encoder) runs the dedicated kernels of flash_attention.h (AVX-512 BF16,
 // AMX, or portable, by the table's ISA); other head sizes run on the table's
-// bf16 GEMM tiles.
+// bf16 GEMM tiles. int8_scores: the d_head 64 path may take a kernel with
+// int8 Q K^T where the ISA has one (the int8 compute type); false keeps the
+// scores in bf16 (the bf16 compute type).
 template <typename KV>  // float or uint16_t (bf16)
 void attention_flash_bf16(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
-                          const KV* values);
+                          const KV* values, bool int8_scores);
 
 template <typename KV>  // float or uint16_t (bf16)
 void attention_rows(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const KV* keys, const KV* values);

@@ -303,7 +303,7 @@ class CpuBackend final : public Backend {
     // Many queries over many keys (the encoder): flash. Decoder steps and
     // prompts: one query row at a time.
     if (!causal && n_q >= 32 && compute_ != ComputeType::f32)
-      cpu::attention_flash_bf16(k_, pool_, args, k, v);
+      cpu::attention_flash_bf16(k_, pool_, args, k, v, compute_ == ComputeType::int8);
     else if (!causal && n_q >= 32)
       cpu::attention_flash_f32(k_, pool_, args, k, v);
     else
@@ -320,7 +320,7 @@ class CpuBackend final : public Backend {
     // included); decoder steps one row at a time (packing 1500 keys per call
     // made a 16-token step's cross-attention 3x slower).
     if (!causal && n_q >= 32)
-      cpu::attention_flash_bf16(k_, pool_, args, k, v);
+      cpu::attention_flash_bf16(k_, pool_, args, k, v, compute_ == ComputeType::int8);
     else
       cpu::attention_rows(k_, pool_, args, k, v);
   }

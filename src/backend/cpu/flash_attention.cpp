@@ -87,6 +87,14 @@ FlashKernel flash_kernel(const KernelTable& kt) {
   return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
 }
 
+FlashKernel flash_kernel(const KernelTable& kt, bool int8_scores) {
+  const FlashKernel fk = flash_kernel(kt);
+  if (int8_scores || !fk.int8_k) return fk;
+  for (const FlashKernel& other : flash_kernels(kt))
+    if (!other.int8_k) return other;
+  return fk;  // unreachable: every ISA has a bf16 kernel
+}
+
 std::vector<FlashKernel> flash_kernels(const KernelTable& kt) {
   std::vector<FlashKernel> all = {flash_kernel(kt)};
   if (kt.isa == Isa::avx512 && cpu_features().avx512_bf16 && cpu_features().avx512_vnni)

@@ -107,12 +107,15 @@ struct FlashKernel {
   bool int8_k = false;  // kp packed by flash_pack_kv_int8_avx512 (else the bf16 layout)
 };
 FlashKernel flash_kernel(const KernelTable& kt);
+// The same, or with int8_scores false the fastest one that keeps Q K^T in
+// bf16 (the bf16 compute type asks for bf16 arithmetic).
+FlashKernel flash_kernel(const KernelTable& kt, bool int8_scores);
 // Every kernel that can run on kt's ISA here (flash_kernel(kt)'s choice
 // among them): the harness and the tests compare them.
 std::vector<FlashKernel> flash_kernels(const KernelTable& kt);
 
 // attention_flash_bf16's d_head 64 path (attention.cpp) with a given kernel
-// of kt's ISA; attention_flash_bf16 passes flash_kernel(kt).
+// of kt's ISA; attention_flash_bf16 passes flash_kernel(kt, int8_scores).
 struct AttentionArgs;
 template <typename KV>
 void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPool& pool, const AttentionArgs& a,
