@@ -428,12 +428,20 @@ class CpuBackend final : public Backend {
       }
     };
     // Column blocks outermost: with one row (decoding), threads split the
-    // weights. Tasks are claimed one at a time (parallel_tasks) rather than
-    // in fixed halves: on this 2-vCPU VM one thread often runs slower than
-    // the other for a while, and with halves the call waited for it (base's
-    // Q/K/V GEMM, 1500 x 512 x 1536 bf16: 1.74x the one-thread speed with
-    // halves, 1.98x so).
-    pool_.parallel_tasks(row_blocks * col_blocks, [&](size_t t) {
+    // weights. Many rows (the encoder): tasks are claimed one at a time
+    // (parallel_tasks) rather than in fixed halves: on this 2-vCPU VM one
+    // thread often runs slower than the other for a while, and with halves
+    // the call waited for it (base's Q/K/V GEMM, 1500 x 512 x 1536 bf16:
+    // 1.74x the one-thread speed with halves, 1.98x so). A few rows (a
+    // decoder step, which streams the weights from memory): fixed halves,
+    // each thread one contiguous run of the weights.
+    auto run = [&](size_t n_tasks, const std::function<void(size_t)>& task) {
+      if (m >= 16) return pool_.parallel_tasks(n_tasks, task);
+      pool_.parallel_for(n_tasks, 1, [&](size_t b, size_t e) {
+        for (size_t t = b; t < e; ++t) task(t);
+      });
+    };
+    run(row_blocks * col_blocks, [&](size_t t) {
       alignas(64) float acc[cpu::kGemmMaxRows * 32];
       const int cb = static_cast<int>(t / row_blocks), rb = static_cast<int>(t % row_blocks);
       const int n0 = cb * kColBlock, n1 = std::min(n, n0 + kColBlock);
