@@ -38,6 +38,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backend/cpu/avx512_util.h"
 #include "backend/cpu/flash_attention.h"
 #include "core/half.h"
 
@@ -360,42 +361,22 @@ static void flash_rows_i8(const uint16_t* q, const uint8_t* kp, const uint16_t* 
 
 #pragma GCC pop_options
 
-// bf16(x), round to nearest even, 16 lanes in AVX-512F (the AMX path may
-// run where AVX512_BF16's vcvtne2ps2bf16 is absent: the emulated tiles), with
-// f32_to_bf16's NaN rule (quieted, never rounded into an infinity).
-static inline __m256i to_bf16_rne(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(r);
-}
+using avx512::to_bf16_rne;
 }  // namespace avx512_flash
 
 void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                           float* out, size_t ld_out) {
-  switch (rows) {
-    case 1: return avx512_flash::flash_rows<1>(q, kp, vp, n_kv, c, out, ld_out);
-    case 2: return avx512_flash::flash_rows<2>(q, kp, vp, n_kv, c, out, ld_out);
-    case 3: return avx512_flash::flash_rows<3>(q, kp, vp, n_kv, c, out, ld_out);
-    case 4: return avx512_flash::flash_rows<4>(q, kp, vp, n_kv, c, out, ld_out);
-    case 5: return avx512_flash::flash_rows<5>(q, kp, vp, n_kv, c, out, ld_out);
-    default: return avx512_flash::flash_rows<6>(q, kp, vp, n_kv, c, out, ld_out);
-  }
+  avx512::dispatch_rows<6>(rows, [&](auto r) {
+    avx512_flash::flash_rows<decltype(r)::value>(q, kp, vp, n_kv, c, out, ld_out);
+  });
 }
 
 void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv,
                                float c, float* out, size_t ld_out) {
   const uint8_t* k8 = reinterpret_cast<const uint8_t*>(kp);
-  switch (rows) {
-    case 1: return avx512_flash::flash_rows_i8<1>(q, k8, vp, n_kv, c, out, ld_out);
-    case 2: return avx512_flash::flash_rows_i8<2>(q, k8, vp, n_kv, c, out, ld_out);
-    case 3: return avx512_flash::flash_rows_i8<3>(q, k8, vp, n_kv, c, out, ld_out);
-    case 4: return avx512_flash::flash_rows_i8<4>(q, k8, vp, n_kv, c, out, ld_out);
-    case 5: return avx512_flash::flash_rows_i8<5>(q, k8, vp, n_kv, c, out, ld_out);
-    default: return avx512_flash::flash_rows_i8<6>(q, k8, vp, n_kv, c, out, ld_out);
-  }
+  avx512::dispatch_rows<6>(rows, [&](auto r) {
+    avx512_flash::flash_rows_i8<decltype(r)::value>(q, k8, vp, n_kv, c, out, ld_out);
+  });
 }
 
 // Packing (layouts: flash_attention.h), the scalar packer's result with

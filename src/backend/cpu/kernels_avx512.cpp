@@ -8,9 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
-#include <utility>
 
+#include "backend/cpu/avx512_util.h"
 #include "backend/cpu/kernels.h"
 
 namespace ama::cpu {
@@ -73,18 +72,6 @@ static void gelu_avx512(float* x, int n) {
 #include "backend/cpu/kernels_generic.inc"
 #undef AMA_GELU_ROW
 
-// Calls f(std::integral_constant<int, R>) for R = min(rows, MaxR), rows >= 1:
-// the register tiles take their row count as a template parameter so that
-// the accumulators stay in registers for every count.
-template <int... Rs, typename F>
-static void dispatch_rows_impl(int rows, std::integer_sequence<int, Rs...>, const F& f) {
-  (void)((rows == Rs + 1 ? (f(std::integral_constant<int, Rs + 1>{}), true) : false) || ...);
-}
-template <int MaxR, typename F>
-static void dispatch_rows(int rows, const F& f) {
-  dispatch_rows_impl(std::min(rows, MaxR), std::make_integer_sequence<int, MaxR>{}, f);
-}
-
 // TileOut's epilogue, in registers: the column vectors of a tile (loaded
 // once), then each row's two accumulators, as f32 (dequantized for int8).
 struct TileCols {
@@ -101,18 +88,6 @@ struct TileCols {
   }
 };
 
-// bf16 of 16 floats, to_bf16_row's rounding: to nearest even, and a NaN
-// stays a (quiet) NaN.
-static inline __m256i to_bf16_16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(u, 16);
-  const __m512i r = _mm512_srli_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1))), 16);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, _mm512_set1_epi32(0x40))));
-}
-
 static inline void row_out(const __m512* v_in, int r, const TileOut& o, const TileCols& t) {
   for (int p = 0; p < 2; ++p) {
     if (!t.m[p]) break;
@@ -120,7 +95,7 @@ static inline void row_out(const __m512* v_in, int r, const TileOut& o, const Ti
     if (o.bias) v = _mm512_add_ps(v, t.b[p]);
     if (o.gelu) v = gelu16(v);
     if (o.y_bf16) {
-      _mm256_mask_storeu_epi16(o.y_bf16 + r * o.ldy + 16 * p, t.m[p], to_bf16_16(v));
+      _mm256_mask_storeu_epi16(o.y_bf16 + r * o.ldy + 16 * p, t.m[p], avx512::to_bf16_rne(v));
       continue;
     }
     float* y = o.y + r * o.ldy + 16 * p;
@@ -215,7 +190,7 @@ template <bool Out>
 static void bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
                       int n_panels, int k_pairs, float* acc, const TileOut* o) {
   const uint16_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  dispatch_rows<12>(rows, [&](auto r) { bf16_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_pairs, acc, o); });
+  avx512::dispatch_rows<12>(rows, [&](auto r) { bf16_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_pairs, acc, o); });
 }
 
 static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16_t* panels, size_t panel_stride,
@@ -283,7 +258,7 @@ template <bool Out>
 static void i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride, int n_panels,
                     int k_quads, int32_t* acc, const TileOut* o) {
   const int8_t* w1 = panels + (n_panels > 1 ? panel_stride : 0);
-  dispatch_rows<8>(rows, [&](auto r) { i8_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_quads, acc, o); });
+  avx512::dispatch_rows<8>(rows, [&](auto r) { i8_rows<decltype(r)::value, Out>(x, ldx, panels, w1, k_quads, acc, o); });
 }
 
 static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
@@ -344,7 +319,7 @@ __attribute__((target("avx512vnni"))) static void i10_rows(const uint8_t* x, siz
 
 template <int P>
 static void i10_tile_panels(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int k_quads, int32_t* acc) {
-  dispatch_rows<4>(rows, [&](auto r) { i10_rows<decltype(r)::value, P>(x, ldx, tile, k_quads, acc); });
+  avx512::dispatch_rows<4>(rows, [&](auto r) { i10_rows<decltype(r)::value, P>(x, ldx, tile, k_quads, acc); });
 }
 
 static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
