@@ -326,11 +326,13 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  // The integer GEMMs: activations quantized per row (digits = 1: u8; 2:
-  // 16 bits as a high and a low u8 digit, stored as consecutive rows), an
-  // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
-  // iacc), and per row and column y = sw (s dot + lo col_sum) with
-  // dot = the digits' sums combined as 256 hi + lo.
+  // Where output row r, column c0 goes: row r of the split block holding
+  // column c0 (split: per-layer blocks of the cross K/V), or plain rows.
+  static size_t out_at(const LinearOutput& out, size_t r, int c0) {
+    if (out.split > 0) return (c0 / out.split) * out.split_stride + r * out.ldy + c0 % out.split;
+    return r * out.ldy + c0;
+  }
+
   // The output of the tile at (i, j) for a kernel that finishes the tile
   // itself: f32 or bf16, into the split block that holds the tile's
   // columns. False when they straddle two blocks (a split that is not a
@@ -339,11 +341,8 @@ class CpuBackend final : public Backend {
                        Activation act, bool accumulate, cpu::TileOut& o) {
     o = cpu::TileOut{};
     o.cols = std::min(16 * n_panels, n_out - j);
-    size_t at = static_cast<size_t>(i) * out.ldy + j;
-    if (out.split > 0) {
-      if (j / out.split != (j + o.cols - 1) / out.split) return false;
-      at = (j / out.split) * out.split_stride + static_cast<size_t>(i) * out.ldy + j % out.split;
-    }
+    if (out.split > 0 && j / out.split != (j + o.cols - 1) / out.split) return false;
+    const size_t at = out_at(out, i, j);
     o.bias = bias ? bias + j : nullptr;
     o.gelu = act == Activation::gelu;
     o.accumulate = accumulate;
@@ -355,6 +354,11 @@ class CpuBackend final : public Backend {
     return true;
   }
 
+  // The integer GEMMs: activations quantized per row (digits = 1: u8; 2:
+  // 16 bits as a high and a low u8 digit, stored as consecutive rows), an
+  // exact int32 tile product tile(xq, ldq, digit_rows, j, n_panels, k_quads,
+  // iacc), and per row and column y = sw (s dot + lo col_sum) with
+  // dot = the digits' sums combined as 256 hi + lo.
   // fused_i8(xq, ldq, rows, j, n_panels, k_quads, TileOut), or null: the
   // tile with its epilogue in registers (int8 only).
   using FusedI8 = std::function<void(const uint8_t*, size_t, int, int, int, int, const cpu::TileOut&)>;
@@ -417,8 +421,7 @@ class CpuBackend final : public Backend {
     const bool gelu = act == Activation::gelu;
     // Column c0.. of output row r: one run of columns within one split block.
     auto store = [&](float* acc, int r, int c0, int cols) {
-      size_t at = static_cast<size_t>(r) * out.ldy + c0;
-      if (out.split > 0) at = (c0 / out.split) * out.split_stride + static_cast<size_t>(r) * out.ldy + c0 % out.split;
+      const size_t at = out_at(out, r, c0);
       const float* b = bias ? bias + c0 : nullptr;
       if (out.y) {
         k_.epilogue_tile(acc, 1, cols, b, gelu, accumulate, out.y + at, 0);
@@ -456,8 +459,7 @@ class CpuBackend final : public Backend {
           const int rows = std::min(tile_rows, m1 - i);
           if (tile(i, rows, j, n_panels, acc)) continue;  // the tile wrote its output itself
           if (cut == cols) {  // the tile lies in one split block (always without a split): one call
-            size_t at = static_cast<size_t>(i) * out.ldy + j;
-            if (out.split > 0) at = (j / out.split) * out.split_stride + static_cast<size_t>(i) * out.ldy + j % out.split;
+            const size_t at = out_at(out, i, j);
             const float* b = bias ? bias + j : nullptr;
             if (out.y) {
               k_.epilogue_tile(acc, rows, cols, b, gelu, accumulate, out.y + at, out.ldy);
