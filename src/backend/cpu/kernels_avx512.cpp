@@ -155,7 +155,7 @@ static void gemm_f32_tile_out(const float* x, size_t ldx, int rows, const float*
   f32_tile<true>(x, ldx, rows, panels, panel_stride, n_panels, k, nullptr, &out);
 }
 
-// gemm_bf16_f32_6x32__avx512bf16: the f32 tile's structure with K in pairs;
+// gemm_bf16_f32_8x32__avx512bf16: the f32 tile's structure with K in pairs;
 // one vdpbf16ps does two multiply-adds per lane. R (rows) is a template
 // parameter so that the accumulators stay in registers for every row count.
 template <int R, bool Out>
