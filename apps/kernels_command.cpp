@@ -325,6 +325,8 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         // 2 / (1 / int8 + 1 / bf16) (Zen 4, 2 threads: 455 and 245 give 318).
         if (bf16 && used.find("avx512vnni_bf16") != std::string::npos && peaks.int8_gops > 0 && peaks.bf16_gflops > 0)
           peak = 2.0 / (1.0 / peaks.int8_gops + 1.0 / peaks.bf16_gflops);
+        // Both products in int8 (flash_d64_6x64__avx512vnni): the int8 peak.
+        if (bf16 && dedicated && fk.int8_v && peaks.int8_gops > 0) peak = peaks.int8_gops;
         if (bf16 && isa == Isa::amx) peak = peaks.amx_bf16_gflops;
         r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
         // Reference: exact softmax attention in double for a few queries of head 0.

@@ -149,7 +149,9 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
   uint16_t* qb = vp + H * packed;
   pool.parallel_for(H, 1, [&](size_t h0, size_t h1) {
     for (size_t h = h0; h < h1; ++h) {
-      if (fk.int8_k)
+      if (fk.int8_v)
+        flash_pack_kv_int8kv_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      else if (fk.int8_k)
         flash_pack_kv_int8_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
       else if (kt.isa >= Isa::avx512)
         flash_pack_kv_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);

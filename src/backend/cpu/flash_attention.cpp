@@ -99,6 +99,10 @@ std::vector<FlashKernel> flash_kernels(const KernelTable& kt) {
   std::vector<FlashKernel> all = {flash_kernel(kt)};
   if (kt.isa == Isa::avx512 && cpu_features().avx512_bf16 && cpu_features().avx512_vnni)
     all.push_back({"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16});
+  // All-int8 (P V by vpdpbusd too): for the harness and the tests, not the
+  // model (see flash_kernel for why).
+  if (kt.isa == Isa::avx512 && cpu_features().avx512_vnni)
+    all.push_back({"flash_d64_6x64__avx512vnni", 6, flash_d64_avx512vnni, true, true});
   return all;
 }
 

@@ -21,6 +21,15 @@
 //      K[key] ~ sk ik, ik in [-127, 127] (flash_attention_avx512.cpp).
 //      4352 bytes per block: less than the bf16 block's 8 KB, so it fits in
 //      a buffer of flash_packed_size.
+//   V as int8 (the all-int8 kernel, flash_pack_kv_int8kv_avx512; K as the
+//      int8 K above), 4096 bytes per block:
+//      bytes [key quad kq < 16][dim panel c < 4][16 dims][4 keys]
+//      = iv(64 b + key(kq, e))[16 c + j], key(kq, e) = 16 (kq % 4) +
+//      4 (kq / 4) + e (the order in which vpackusdw + vpackuswb leave the
+//      kernel's P bytes: flash_attention_avx512.cpp), then, after the last
+//      block, the 64 f32 steps sv_x of the head, V[key][x] ~ sv_x iv[x],
+//      iv in [-127, 127], sv_x = max over the head's keys of |V[.][x]| / 127.
+//      blocks x 4096 + 256 bytes: within flash_packed_size's 8 KB per block.
 // Packing reads n_kv x 64 values per head and writes them once: 0.1 M
 // values against 1500 x 1500 x 64 x 2 = 288 M multiply-adds per head.
 #pragma once
@@ -54,6 +63,13 @@ void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t
 // K as int8 (bytes and steps, in kp's flash_packed_size elements), V as bf16.
 void flash_pack_kv_int8_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 void flash_pack_kv_int8_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+// K and V as int8 (the all-int8 kernel's layouts). A key row with a NaN or
+// infinity (a NaN key step) makes every dim step NaN, so that the kernel,
+// which drops a NaN score's weight to 0 when it converts P to bytes, still
+// returns NaN in every row, as the other kernels do.
+void flash_pack_kv_int8kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+void flash_pack_kv_int8kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp,
+                                 uint16_t* vp);
 
 // The kernel contract (KernelTable::flash_d64): q holds `rows` query rows
 // (rows <= the table's flash_rows) of 64 bf16 each, contiguous; kp and vp one
@@ -83,6 +99,14 @@ void flash_d64_avx512bf16(const uint16_t* q, int rows, const uint16_t* kp, const
 // both.
 void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv,
                                float c, float* out, size_t ld_out);
+// AVX-512 VNNI, all-int8: Q K^T as flash_d64_avx512vnni_bf16, and P V by
+// vpdpbusd too, P as u8 (255 x 2^(c s - block max), one step per row and
+// block) times V as s8 (flash_pack_kv_int8kv_avx512); 6 rows. The softmax
+// sum adds the u8 weights as used, so the output is an exact weighted
+// average of the int8 V. Deviation from the contract above: an infinity in
+// V gives NaN (not +-inf) in its column, as its dim step is NaN.
+void flash_d64_avx512vnni(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
+                          float* out, size_t ld_out);
 
 // 2^x for x <= 0 as the kernels compute it (flash_attention_avx512.cpp:
 // degree-4 minimax polynomial), exposed for its test. x below -100 gives
@@ -105,6 +129,7 @@ struct FlashKernel {
   int rows;  // query rows per call
   FlashD64Fn fn;
   bool int8_k = false;  // kp packed by flash_pack_kv_int8_avx512 (else the bf16 layout)
+  bool int8_v = false;  // kp and vp packed by flash_pack_kv_int8kv_avx512 (implies int8_k)
 };
 FlashKernel flash_kernel(const KernelTable& kt);
 // The same, or with int8_scores false the fastest one that keeps Q K^T in

@@ -46,49 +46,13 @@ namespace ama::cpu {
 
 namespace avx512_flash {
 #include "backend/cpu/flash_attention_generic.h"
-
-// flash_exp2 (flash_attention_generic.h), 16 lanes: the same steps, with
-// fused multiply-adds in the polynomial, n = round(x) by vrndscaleps and 2^n
-// applied by vscalefps (2 instructions where the exponent-bits route of the
-// portable code takes 4; measured 3% faster over the whole kernel). max(-100,
-// x) keeps a NaN (vmaxps returns its second operand when either is NaN).
-static inline __m512 exp2v(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-100.0f), x);
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C4), f, _mm512_set1_ps(AMA_FLASH_EXP2_C3));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C1));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
-  return _mm512_scalef_ps(p, n);
-}
-
-// Lanes of key panel i (keys 16 i ..) that are real keys, for `valid` keys.
-static inline __mmask16 panel_mask(int valid, int i) {
-  const int n = std::clamp(valid - 16 * i, 0, 16);
-  return static_cast<__mmask16>((1u << n) - 1u);
-}
+#include "backend/cpu/flash_attention_avx512_shared.h"
 
 static inline __m512bh bcast_pair(const uint16_t* p) {
   uint32_t pair;
   std::memcpy(&pair, p, 4);
   return (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
 }
-
-// Lazy rescaling: a row's reference m moves only when a score of the block
-// exceeds it by more than kLazy (base-2 exponent units), so weights reach at
-// most 2^8 = 256 (f32 and bf16 hold that with their usual relative
-// precision; the sum of 1500 such weights is far from overflow). The test is
-// a compare of the block's lane-wise max against a threshold, where keeping m
-// the exact running max needs a horizontal max, the 2^(m_old - m) of the
-// rescale and a multiply of the 24 output registers every block. On random
-// scores m settles after the first blocks and later blocks skip all three:
-// 78% -> 82% of the bf16 peak on one Zen 4 core (kernel alone, CPU time;
-// the exact running max is kLazy = 0). The cost: the block holding a row's
-// max no longer gives that key the exact weight 1, and on 1500 x 1500 random
-// bf16 inputs the rms error against a double reference grows from 6.4e-5 to
-// 6.9e-5 (the rounding of Q, K and V to bf16 alone contributes ~1e-3).
-constexpr float kLazy = 8.0f;
 
 #pragma GCC push_options
 #pragma GCC target("avx512bf16")
@@ -233,74 +197,9 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
 
 #pragma GCC pop_options
 
-// --- flash_d64_6x64__avx512vnni_bf16: Q K^T in int8 (vpdpbusd), the rest
-// as above. vpdpbusd does 64 multiply-adds per instruction where vdpbf16ps
-// does 32, so the Q K^T half of the dot products takes half the
-// instructions: per block 384 vpdpbusd + 768 vdpbf16ps instead of 2 x 768,
-// for 2 x 24 more softmax instructions (the s32 -> f32 conversion and the
-// key scales).
-// Quantization, symmetric, one step per row: key j as sk_j ik_j (at pack
-// time, flash_pack_kv_int8_avx512), query row r as sq_r iq_r (on entry of
-// each call: 6 x 64 values against 6 x n_kv x 64 products), steps
-// max|x| / 127, ik, iq in [-127, 127]. vpdpbusd multiplies unsigned by
-// signed bytes; Q is the signed operand (broadcast, 4 dims of a row, as the
-// bf16 kernel's Q pairs), so K is stored as ik + 128 in [1, 255] and
-// the accumulators start at -128 sum_x iq_r[x]: the s32 sum is then
-// iq_r . ik_j exactly (|.| <= 64 x 127^2 < 2^24, so its f32 conversion is
-// exact too). The score is sq_r sk_j (iq_r . ik_j): sk_j multiplies the
-// converted sums per key lane, and sq_r joins the row's c in the softmax.
-// Q and K are quantized from their bf16 values (what the bf16 kernel uses),
-// so f32 and bf16 inputs give the same bytes; bf16's own rounding (2^-9
-// relative) is a quarter of the int8 step at a row's largest element.
-// A row with a NaN or infinity gets a NaN step: its scores (every score of a
-// key, every score of a query row) are NaN, and so are the outputs they
-// reach, as with the bf16 kernel for a NaN (for an infinity the bf16 kernel
-// gives NaN or, for a score of -inf, drops the key).
-
-// acc += u8(k) . s8(q), through inline asm: GCC 12 compiles
-// _mm512_dpbusd_epi32 in register-blocked loops with two register copies per
-// dot product (see kernels_avx512.cpp). Q's 4 bytes are broadcast once per
-// row into a register that serves the 4 panels (24 accumulators + 4 K + 1 Q
-// of 32 registers): 3.5% faster over the whole kernel than vpdpbusd's own
-// {1to16} memory operand in each of the 24 instructions (22.7 -> 21.9 ms,
-// base's 8 heads, one Zen 4 core).
-static inline __attribute__((always_inline)) __m512i dpbusd(__m512i acc, __m512i k, __m512i q) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(k), "v"(q));
-  return acc;
-}
-
-// One row of 64 bf16 values to int8: out[x] = round(x / step) + offset,
-// returns the step (0 for a zero row, NaN for a non-finite one, whose
-// bytes are then `offset`) and sets *sum to the sum of the rounded values.
-static inline float quantize_row64(const uint16_t* row, int8_t* out, int offset, int32_t* sum) {
-  __m512 x[4];
-  __m512 amax = _mm512_setzero_ps();
-  __mmask16 finite = 0xffff;
-  for (int i = 0; i < 4; ++i) {
-    x[i] = _mm512_castsi512_ps(_mm512_slli_epi32(
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 16 * i))), 16));
-    const __m512 a = _mm512_abs_ps(x[i]);
-    finite &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
-    amax = _mm512_max_ps(amax, a);
-  }
-  if (finite != 0xffff) {  // cvtps_epi32 would give INT_MIN for NaN x 0, and the sum overflow
-    std::memset(out, offset, kFlashDim);
-    *sum = 0;
-    return NAN;
-  }
-  const float m = _mm512_reduce_max_ps(amax);
-  const float inv = m > 0 ? 127.0f / m : 0.0f;
-  __m512i acc = _mm512_setzero_si512();
-  for (int i = 0; i < 4; ++i) {
-    // Round to nearest even (MXCSR's default); |x inv| <= 127 (1 + 2^-22).
-    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(x[i], _mm512_set1_ps(inv)));
-    acc = _mm512_add_epi32(acc, v);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * i), _mm512_cvtepi32_epi8(_mm512_add_epi32(v, _mm512_set1_epi32(offset))));
-  }
-  *sum = _mm512_reduce_add_epi32(acc);
-  return m / 127.0f;
-}
-
+// flash_d64_6x64__avx512vnni_bf16: Q K^T in int8 (qk_block_i8, with the
+// quantization described in flash_attention_avx512_shared.h), the softmax
+// and P V in bf16 as above.
 #pragma GCC push_options
 #pragma GCC target("avx512bf16,avx512vnni")
 
@@ -314,44 +213,14 @@ static void flash_rows_i8(const uint16_t* q, const uint8_t* kp, const uint16_t* 
   RowState st[R];
   float cr[R];
   int32_t corr[R];
-  for (int r = 0; r < R; ++r) {
-    int32_t sum = 0;
-    const float step = quantize_row64(q + r * D, qi[r], 0, &sum);
-    // A zero row has every score 0: any positive c gives its uniform weights.
-    cr[r] = step == 0.0f ? c : c * step;
-    corr[r] = -128 * sum;
-    st[r] = {-INFINITY, -INFINITY, 1.0f, _mm512_setzero_ps()};
-  }
+  quantize_q<R>(q, c, qi, cr, corr);
+  for (int r = 0; r < R; ++r) st[r] = {-INFINITY, -INFINITY, 1.0f, _mm512_setzero_ps()};
   const int blocks = flash_blocks(n_kv);
   for (int b = 0; b < blocks; ++b) {
     const uint8_t* kb = kp + static_cast<size_t>(b) * kFlashI8BlockBytes;
-    const float* sk = reinterpret_cast<const float*>(kb + KB * D);
     const uint16_t* vb = vp + static_cast<size_t>(b) * KB * D;
-    __m512i a[R][4];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) a[r][i] = _mm512_set1_epi32(corr[r]);
-    for (int p = 0; p < D / 4; ++p) {
-      __m512i k[4];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) k[i] = _mm512_loadu_si512(kb + p * 256 + i * 64);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        uint32_t quad;
-        std::memcpy(&quad, qi[r] + 4 * p, 4);
-        const __m512i qv = _mm512_set1_epi32(static_cast<int>(quad));
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) a[r][i] = dpbusd(a[r][i], k[i], qv);
-      }
-    }
     __m512 s[R][4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-      const __m512 skv = _mm512_loadu_ps(sk + 16 * i);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) s[r][i] = _mm512_mul_ps(_mm512_cvtepi32_ps(a[r][i]), skv);
-    }
+    qk_block_i8<R>(kb, qi, corr, s);
     const int valid = std::min(KB, n_kv - b * KB);
     const bool moved = valid < KB ? softmax_block<R, true>(s, valid, cr, st, pb) : softmax_block<R, false>(s, valid, cr, st, pb);
     pv_block<R>(vb, pb, moved, st, o);
@@ -387,47 +256,6 @@ void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, 
 // at one thread, 11% of the attention; this one 0.9 ms (CPU time, one Zen 4
 // core, n_kv 1500).
 namespace avx512_flash {
-template <typename KV>
-static void bf16_rows(const KV* src, int n_kv, int key0, size_t ld, uint16_t* dst) {
-  for (int kj = 0; kj < kFlashKeys; ++kj) {
-    uint16_t* d = dst + kj * kFlashDim;
-    const int key = key0 + kj;
-    if (key >= n_kv) {
-      _mm512_storeu_si512(d, _mm512_setzero_si512());
-      _mm512_storeu_si512(d + 32, _mm512_setzero_si512());
-      continue;
-    }
-    const KV* row = src + static_cast<size_t>(key) * ld;
-    if constexpr (std::is_same_v<KV, float>) {
-      for (int x = 0; x < kFlashDim; x += 16)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + x), to_bf16_rne(_mm512_loadu_ps(row + x)));
-    } else {
-      _mm512_storeu_si512(d, _mm512_loadu_si512(row));
-      _mm512_storeu_si512(d + 32, _mm512_loadu_si512(row + 32));
-    }
-  }
-}
-
-// The int8 K of one block (layout: flash_attention.h) from its 64 bf16 rows:
-// each row quantized into a 4 KB buffer, then transposed into key panels
-// with one 16-lane gather of dim quads per (quad, panel).
-static void quantize_k_block(const uint16_t* rows, uint8_t* kb) {
-  constexpr int D = kFlashDim, KB = kFlashKeys;
-  alignas(64) int8_t tmp[KB * D];
-  float* sk = reinterpret_cast<float*>(kb + KB * D);
-  for (int kj = 0; kj < KB; ++kj) {
-    int32_t sum;
-    sk[kj] = quantize_row64(rows + kj * D, tmp + kj * D, 128, &sum);
-  }
-  // Key j of a panel at dim quad p is u32 element 16 j + p.
-  const __m512i rows32 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(D / 4));
-  for (int p = 0; p < D / 4; ++p)
-    for (int i = 0; i < 4; ++i)
-      _mm512_storeu_si512(kb + (p * 4 + i) * 64,
-                          _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 4) + p)), tmp, 4));
-}
-
 template <typename KV, bool kInt8K>
 static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   constexpr int D = kFlashDim, KB = kFlashKeys;
