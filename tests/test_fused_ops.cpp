@@ -435,13 +435,23 @@ TEST_P(FusedOps, LoadedModelIsStacked) {
     const WhisperModel& m = **model;
     const int a = m.hp.n_audio_state, s = m.hp.n_text_state;
     for (const EncoderLayerWeights& e : m.encoder) {
-      ASSERT_TRUE(e.qkv.w);
-      EXPECT_EQ(e.qkv.w->n_out, 3 * a);
-      EXPECT_EQ(e.qkv.w->n_in, a);
-      ASSERT_EQ(e.qkv.b.size(), static_cast<size_t>(3 * a));
-      // Whisper's keys have no bias: zeros between the query's and the value's.
-      for (int i = a; i < 2 * a; ++i) EXPECT_EQ(e.qkv.b[i], 0.0f);
-      EXPECT_FALSE(e.attn.query.w || e.attn.key.w || e.attn.value.w);
+      // int8: the query and key in int8, the value in bf16
+      // (layer_compute_type), so Q/K stacked and V alone.
+      const bool split = ct == ComputeType::int8;
+      const LinearWeights& st = split ? e.qk : e.qkv;
+      const int rows = split ? 2 * a : 3 * a;
+      ASSERT_TRUE(st.w);
+      EXPECT_FALSE(split ? e.qkv.w : e.qk.w);
+      EXPECT_EQ(st.w->n_out, rows);
+      EXPECT_EQ(st.w->n_in, a);
+      ASSERT_EQ(st.b.size(), static_cast<size_t>(rows));
+      // Whisper's keys have no bias: zeros after the query's.
+      for (int i = a; i < 2 * a; ++i) EXPECT_EQ(st.b[i], 0.0f);
+      EXPECT_FALSE(e.attn.query.w || e.attn.key.w);
+      EXPECT_EQ(static_cast<bool>(e.attn.value.w), split);
+      if (split) {
+        EXPECT_EQ(e.attn.value.w->n_out, a);
+      }
     }
     for (const LinearWeights* kv : {&m.cross_k, &m.cross_v}) {
       ASSERT_TRUE(kv->w);

@@ -67,6 +67,13 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
       o.y = q;
       o.ldy = ld_qkv;
       be_.linear_fused(x, ctx, n, &attn_ln, *L.qkv.w, L.qkv.bias(), Activation::none, false, o);
+    } else if (L.qk.w) {  // Q/K and V at different compute types: two GEMMs into the same [q | k | v] rows
+      LinearOutput o;
+      o.y = q;
+      o.ldy = ld_qkv;
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.qk.w, L.qk.bias(), Activation::none, false, o);
+      o.y = v;
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, o);
     } else {  // not stacked (stack_projections): three GEMMs into [q][k][v] blocks
       ld_qkv = n;
       h_.resize(static_cast<size_t>(ctx) * n);  // only here: the stacked path normalizes in the conversion

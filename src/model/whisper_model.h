@@ -38,6 +38,10 @@ struct EncoderLayerWeights {
   // value's) by stack_projections, which then drops the three: one GEMM
   // with one activation conversion instead of three.
   LinearWeights qkv;
+  // Where the value is packed at another compute type than the query and
+  // key (int8: layer_compute_type), query and key stacked [2 n][n] instead
+  // and attn.value kept: two GEMMs.
+  LinearWeights qk;
   NormWeights mlp_ln;
   LinearWeights mlp0, mlp2;
 };

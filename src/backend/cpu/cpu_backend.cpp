@@ -86,8 +86,8 @@ class CpuBackend final : public Backend {
     if (&small_ != &k_ && compute_ != ComputeType::f32)
       s += std::string(" gemm_under_16_rows=") + gemm_name(small_);
     if (compute_ == ComputeType::int8)
-      s += std::string(" (encoder MLPs and convolutions, cross-attention keys) gemm_int10=") + k_.gemm_i10_name +
-           " (decoder) gemm_bf16=" + k_.gemm_bf16_name + " (other layers)";
+      s += std::string(" (encoder MLPs, convolutions, attention queries and keys; cross-attention keys) gemm_int10=") +
+           k_.gemm_i10_name + " (decoder) gemm_bf16=" + k_.gemm_bf16_name + " (other layers)";
     if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
     return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
   }
