@@ -315,8 +315,9 @@ TEST_P(FlashAttention, EncoderShapeMatchesDoubleReference) {
   check_shape(*kt_, fk_, {1500, 1500, slow ? 1 : 3, 1.0f}, 7);
 }
 
-// Awkward shapes: one query, one key, key counts around the block of 64,
-// query counts around every row tile (4, 6, 32; 5 = 6 - 1), and sharp
+// Awkward shapes: one query, one key, key counts around the block of 64
+// (63, 65, 127, 129), query counts around every row tile (4, 6, 32; 5 = 6 -
+// 1; every count of rows 1..6 in some tile), and sharp
 // softmaxes (queries scaled by 4: scores up to ~30, so the running max moves
 // and the rescaling matters; by 16: up to ~120, a few keys hold all the
 // weight).
@@ -324,7 +325,8 @@ TEST_P(FlashAttention, AwkwardShapesMatchDoubleReference) {
   const std::vector<Shape> shapes = {{1, 1500, 2, 1.0f}, {1, 1, 1, 1.0f},   {17, 1, 3, 1.0f},  {33, 65, 2, 1.0f},
                                      {7, 63, 1, 1.0f},   {6, 64, 2, 1.0f},  {5, 129, 1, 4.0f}, {31, 200, 2, 4.0f},
                                      {1499, 1499, 1, 1.0f}, {64, 1500, 1, 4.0f}, {5, 100, 2, 1.0f},
-                                     {12, 700, 2, 16.0f}, {3, 127, 1, 1.0f}, {6, 1500, 2, 1.0f}};
+                                     {12, 700, 2, 16.0f}, {3, 127, 1, 1.0f}, {6, 1500, 2, 1.0f},
+                                     {2, 65, 2, 4.0f}};
   for (const Shape& sh : shapes) check_shape(*kt_, fk_, sh, sh.n_q > 100 ? 11 : 1);
 }
 
