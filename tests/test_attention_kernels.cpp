@@ -592,6 +592,11 @@ TEST(FlashInt8, SharpHeadsErrorOfTheThreeKernels) {
       ::testing::Test::RecordProperty(std::string(it.name) + "_" + ks[kk].name + "_rms", std::to_string(rms[in][kk]));
     }
   }
+  // A guard on the all-int8 kernel's own arithmetic: measured 1.5x (diffuse),
+  // 1.05x (sharp) and 2.9x (peak and tail) the int8 Q K^T kernel's rms; a
+  // model of the roundings (P to u8 per block alone 1.8x, V to int8 per dim
+  // alone 2.2x, both 2.8x, on the peak-and-tail input) says no more.
+  for (int in = 0; in < 3; ++in) EXPECT_LE(rms[in][2], 3.2 * rms[in][1]) << inputs[in].name;
   const double ratio_sharp = std::max(rms[1][2] / rms[1][1], rms[2][2] / rms[2][1]);
   std::printf("[flash sharp] all-int8 / int8 Q K^T rms on sharp inputs: %.2f (the model takes all-int8 at <= 2)\n",
               ratio_sharp);
