@@ -35,9 +35,12 @@
 // is off by at most half a P step, 1/510 of its block's largest weight; in
 // a block that holds a sharp peak every key below 1/510 of the peak is
 // dropped to 0 (where the other kernels keep it to bf16's 2^-9 relative).
-// V is off by at most sv_x / 2 per element, max|V[.][x]| / 254: 0.7% of
-// the rms for Gaussian V over 1500 keys (max ~3.4 sigma), against bf16's
-// 2^-9 relative.
+// V is off by at most sv_x / 2 per element, max|V[.][x]| / 254; for
+// Gaussian V over 1500 keys (max ~3.4 sigma) an rms error of sv_x / sqrt(12)
+// = 0.77% of V's rms, against bf16's 2^-9 relative (~0.1%). Where one key
+// holds most of a row's weight these two are the output's error: on a peak
+// over a broad tail the rms error is 2.9x the int8 Q K^T kernel's, which is
+// why the model does not take this kernel (flash_kernel, flash_attention.cpp).
 //
 // NaN and infinity, as the contract of flash_attention.h: a query row with
 // a NaN or infinity has a NaN step (quantize_q), so its w_b and output are
