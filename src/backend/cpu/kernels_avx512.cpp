@@ -213,6 +213,33 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
   return acc;
 }
 
+// Four rows of the 8x32 int8 tile at one K quad, as one asm block: 4
+// broadcasts of activation quads and 8 vpdpbusd. With dpbusd() per
+// instruction GCC 12 still moved one accumulator through a spare register
+// twice per quad (the last row's second panel); in one block it cannot.
+// The eight accumulators are separate operands (GCC allows 30) so that they
+// stay in registers; x is read only, and nothing in the loop writes memory.
+__attribute__((target("avx512vnni"), always_inline)) static inline void dot4_rows(
+    __m512i& d0, __m512i& d1, __m512i& e0, __m512i& e1, __m512i& f0, __m512i& f1, __m512i& g0, __m512i& g1,
+    __m512i w0, __m512i w1, const uint8_t* x, size_t ldx) {
+  __m512i t0, t1, t2, t3;
+  asm("vpbroadcastd (%[a]), %[t0]\n\t"
+      "vpbroadcastd (%[a],%[l1]), %[t1]\n\t"
+      "vpbroadcastd (%[a],%[l1],2), %[t2]\n\t"
+      "vpbroadcastd (%[a],%[l3]), %[t3]\n\t"
+      "vpdpbusd %[w0], %[t0], %[d0]\n\t"
+      "vpdpbusd %[w1], %[t0], %[d1]\n\t"
+      "vpdpbusd %[w0], %[t1], %[e0]\n\t"
+      "vpdpbusd %[w1], %[t1], %[e1]\n\t"
+      "vpdpbusd %[w0], %[t2], %[f0]\n\t"
+      "vpdpbusd %[w1], %[t2], %[f1]\n\t"
+      "vpdpbusd %[w0], %[t3], %[g0]\n\t"
+      "vpdpbusd %[w1], %[t3], %[g1]"
+      : [d0] "+v"(d0), [d1] "+v"(d1), [e0] "+v"(e0), [e1] "+v"(e1), [f0] "+v"(f0), [f1] "+v"(f1), [g0] "+v"(g0),
+        [g1] "+v"(g1), [t0] "=&v"(t0), [t1] "=&v"(t1), [t2] "=&v"(t2), [t3] "=&v"(t3)
+      : [w0] "v"(w0), [w1] "v"(w1), [a] "r"(x), [l1] "r"(ldx), [l3] "r"(3 * ldx));
+}
+
 static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, const TileCols& t) {
   const __m512 sx = _mm512_set1_ps(o.sx[r]), lo = _mm512_set1_ps(o.lo[r]);
   const __m512i c[2] = {c0, c1};
@@ -230,15 +257,31 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
                                                           const TileOut* o = nullptr) {
   __m512i c[R][2];
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
-  for (int kq = 0; kq < k_quads; ++kq) {
-    const __m512i w0 = _mm512_loadu_si512(w0p + kq * 64);
-    const __m512i w1 = _mm512_loadu_si512(w1p + kq * 64);
-    for (int r = 0; r < R; ++r) {
-      uint32_t quad;
-      __builtin_memcpy(&quad, x + r * ldx + 4 * kq, 4);
-      const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
-      c[r][0] = dpbusd(c[r][0], xv, w0);
-      c[r][1] = dpbusd(c[r][1], xv, w1);
+  if constexpr (R == 8) {
+    // Plain variables: an array element bound to an asm operand by
+    // reference stays in memory (a store per accumulator per quad).
+    __m512i a0 = c[0][0], a1 = c[0][1], b0 = c[1][0], b1 = c[1][1], d0 = c[2][0], d1 = c[2][1], e0 = c[3][0],
+            e1 = c[3][1], f0 = c[4][0], f1 = c[4][1], g0 = c[5][0], g1 = c[5][1], h0 = c[6][0], h1 = c[6][1],
+            i0 = c[7][0], i1 = c[7][1];
+    for (int kq = 0; kq < k_quads; ++kq) {
+      const __m512i w0 = _mm512_loadu_si512(w0p + kq * 64);
+      const __m512i w1 = _mm512_loadu_si512(w1p + kq * 64);
+      dot4_rows(a0, a1, b0, b1, d0, d1, e0, e1, w0, w1, x + 4 * kq, ldx);
+      dot4_rows(f0, f1, g0, g1, h0, h1, i0, i1, w0, w1, x + 4 * ldx + 4 * kq, ldx);
+    }
+    c[0][0] = a0, c[0][1] = a1, c[1][0] = b0, c[1][1] = b1, c[2][0] = d0, c[2][1] = d1, c[3][0] = e0, c[3][1] = e1;
+    c[4][0] = f0, c[4][1] = f1, c[5][0] = g0, c[5][1] = g1, c[6][0] = h0, c[6][1] = h1, c[7][0] = i0, c[7][1] = i1;
+  } else {
+    for (int kq = 0; kq < k_quads; ++kq) {
+      const __m512i w0 = _mm512_loadu_si512(w0p + kq * 64);
+      const __m512i w1 = _mm512_loadu_si512(w1p + kq * 64);
+      for (int r = 0; r < R; ++r) {
+        uint32_t quad;
+        __builtin_memcpy(&quad, x + r * ldx + 4 * kq, 4);
+        const __m512i xv = _mm512_set1_epi32(static_cast<int>(quad));
+        c[r][0] = dpbusd(c[r][0], xv, w0);
+        c[r][1] = dpbusd(c[r][1], xv, w1);
+      }
     }
   }
   if constexpr (Out) {
