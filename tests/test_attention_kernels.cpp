@@ -730,7 +730,9 @@ TEST(FlashSelection, Bf16ComputeKeepsScoresInBf16) {
     const cpu::FlashKernel any = cpu::flash_kernel(kt, true), bf16 = cpu::flash_kernel(kt, false);
     EXPECT_STREQ(any.name, cpu::flash_kernel(kt).name);
     EXPECT_FALSE(bf16.int8_k) << bf16.name;
-    if (!any.int8_k) EXPECT_STREQ(bf16.name, any.name);
+    if (!any.int8_k) {
+      EXPECT_STREQ(bf16.name, any.name);
+    }
     const int n = 70, heads = 2, d = 64, w = heads * d;
     auto q = random_vec(static_cast<size_t>(n) * w, 21, 1.0f), k = random_vec(q.size(), 22, 1.0f),
          v = random_vec(q.size(), 23, 1.0f);

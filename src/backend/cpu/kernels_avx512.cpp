@@ -88,10 +88,17 @@ struct TileCols {
   }
 };
 
-static inline void row_out(const __m512* v_in, int r, const TileOut& o, const TileCols& t) {
+// The two halves by value, and the tiles' row loops unrolled (#pragma GCC
+// unroll): with a pointer into the accumulator array, or a loop indexing it
+// at run time, GCC 12 kept the whole array in memory, zeroed on the stack
+// before the K loop and stored back after it. Register-only accumulators,
+// one Zen 4 core: 1500 x 512 x 1536 bf16 11.60-11.64 -> 10.97 ms (86.6 ->
+// 91.6% of peak), int8 5.96-6.38 -> 5.76-5.93 ms.
+static inline __attribute__((always_inline)) void row_out(__m512 v0, __m512 v1, int r, const TileOut& o,
+                                                          const TileCols& t) {
   for (int p = 0; p < 2; ++p) {
     if (!t.m[p]) break;
-    __m512 v = v_in[p];
+    __m512 v = p == 0 ? v0 : v1;
     if (o.bias) v = _mm512_add_ps(v, t.b[p]);
     if (o.gelu) v = gelu16(v);
     if (o.y_bf16) {
@@ -136,7 +143,7 @@ static void f32_tile(const float* x, size_t ldx, int rows, const float* panels, 
   }
   if constexpr (Out) {
     const TileCols t(*o, false);
-    for (int r = 0; r < rows; ++r) row_out(c[r], r, *o, t);
+    for (int r = 0; r < rows; ++r) row_out(c[r][0], c[r][1], r, *o, t);
   } else {
     for (int r = 0; r < rows; ++r) {
       _mm512_storeu_ps(acc + r * 32, c[r][0]);
@@ -163,10 +170,12 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
                                                             const uint16_t* w1p, int k_pairs, float* acc,
                                                             const TileOut* o = nullptr) {
   __m512 c[R][2];
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
   for (int kp = 0; kp < k_pairs; ++kp) {
     const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w0p + kp * 32);
     const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w1p + kp * 32);
+#pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
       uint32_t pair;
       __builtin_memcpy(&pair, x + r * ldx + 2 * kp, 4);
@@ -177,7 +186,8 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
   }
   if constexpr (Out) {
     const TileCols t(*o, false);
-    for (int r = 0; r < R; ++r) row_out(c[r], r, *o, t);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) row_out(c[r][0], c[r][1], r, *o, t);
   } else {
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_ps(acc + r * 32, c[r][0]);
@@ -246,7 +256,7 @@ static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, c
   __m512 v[2];
   for (int p = 0; p < 2; ++p)
     v[p] = _mm512_mul_ps(t.ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[p]), _mm512_mul_ps(lo, t.cs[p])));
-  row_out(v, r, o, t);
+  row_out(v[0], v[1], r, o, t);
 }
 
 // gemm_u8s8_s32_8x32__avx512vnni: vpdpbusd does four u8 x s8 products per
@@ -286,6 +296,7 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
   }
   if constexpr (Out) {
     const TileCols t(*o, true);
+#pragma GCC unroll 12
     for (int r = 0; r < R; ++r) i8_row_out(c[r][0], c[r][1], r, *o, t);
   } else {
     for (int r = 0; r < R; ++r) {
