@@ -214,7 +214,8 @@ class CpuBackend final : public Backend {
         const float* xi = xs + static_cast<size_t>(i) * lds;
         const float* panels = f->data.data() + (j / 16) * stride;
         cpu::TileOut o;
-        if (k_.gemm_f32_tile_out && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
+        if (!acc) {
+          if (!k_.gemm_f32_tile_out || !tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) return false;
           k_.gemm_f32_tile_out(xi, lds, rows, panels, stride, n_panels, k, o);
           return true;
         }
@@ -245,7 +246,9 @@ class CpuBackend final : public Backend {
                     const uint16_t* panels = b->data.data() + (j / 16) * stride;
                     // The kernel finishes the tile itself where it can.
                     cpu::TileOut o;
-                    if (kt.gemm_bf16_tile_out && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
+                    if (!acc) {
+                      if (!kt.gemm_bf16_tile_out || !tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o))
+                        return false;
                       kt.gemm_bf16_tile_out(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, o);
                       return true;
                     }
@@ -393,7 +396,8 @@ class CpuBackend final : public Backend {
     // such a kernel (KernelTable::gemm_i8_tile_out).
     gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
       cpu::TileOut o;
-      if (digits == 1 && fused_i8 && tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) {
+      if (!acc) {
+        if (digits != 1 || !fused_i8 || !tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o)) return false;
         o.sx = sx + i;
         o.lo = lo_x + i;
         o.w_scale = w_scale + j;
@@ -409,9 +413,12 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Splits y = x W^T into (row block, column block) tasks, calls tile(i,
-  // rows, j, n_panels, acc) for each register tile, and applies the fused
-  // epilogue (bias, GELU, residual add) while the tile is in cache.
+  // Splits y = x W^T into (row block, column block) tasks. Per task and
+  // column pair, tile(m0, block rows, j, n_panels, nullptr) first: true if
+  // the kernel finished the whole block itself (a *_tile_out kernel, which
+  // steps through its tiles); otherwise tile(i, rows, j, n_panels, acc) for
+  // each register tile, and the fused epilogue (bias, GELU, residual add)
+  // here while the tile is in cache.
   template <typename Tile>
   void gemm_driver(int m, int tile_rows, const PackedMatrix& w, const float* bias, Activation act, bool accumulate,
                    const LinearOutput& out, const Tile& tile) {
@@ -455,9 +462,12 @@ class CpuBackend final : public Backend {
         // Split blocks need not be multiples of 32: a tile's columns may
         // straddle two of them.
         const int cut = out.split > 0 ? std::min(cols, (j / out.split + 1) * out.split - j) : cols;
+        // The whole row block in one call where the kernel finishes its
+        // tiles itself (acc null: a span, kernels.h's *_tile_out).
+        if (tile(m0, m1 - m0, j, n_panels, nullptr)) continue;
         for (int i = m0; i < m1; i += tile_rows) {
           const int rows = std::min(tile_rows, m1 - i);
-          if (tile(i, rows, j, n_panels, acc)) continue;  // the tile wrote its output itself
+          tile(i, rows, j, n_panels, acc);
           if (cut == cols) {  // the tile lies in one split block (always without a split): one call
             const size_t at = out_at(out, i, j);
             const float* b = bias ? bias + j : nullptr;

@@ -154,7 +154,8 @@ struct KernelTable {
                        const float* w_scale, const int32_t* col_sum, float* out);
   // gemm_i8_tile, gemm_bf16_tile and gemm_f32_tile with dequant_tile (int8) and
   // epilogue_tile applied to the accumulators in registers, into f32 or
-  // bf16 y (TileOut). Null where the ISA has no such kernel; the GEMM then runs
+  // bf16 y (TileOut), for any number of rows (the kernel steps through them
+  // in its tile height; TileOut's rows and sx, lo start at the first). Null where the ISA has no such kernel; the GEMM then runs
   // the steps one after another. Saves the tile's round trips through
   // memory: ~8% of base's 1500 x 512 x 512 int8 GEMM at one thread went to
   // the separate dequantization and epilogue.
