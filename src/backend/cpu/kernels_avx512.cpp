@@ -251,7 +251,8 @@ __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dpbus
 // instruction GCC 12 still moved one accumulator through a spare register
 // twice per quad (the last row's second panel); in one block it cannot.
 // The eight accumulators are separate operands (GCC allows 30) so that they
-// stay in registers; x is read only, and nothing in the loop writes memory.
+// stay in registers; the "m" operand tells GCC that the block reads memory
+// from x on (its broadcasts), so no store to it can move past the block.
 __attribute__((target("avx512vnni"), always_inline)) static inline void dot4_rows(
     __m512i& d0, __m512i& d1, __m512i& e0, __m512i& e1, __m512i& f0, __m512i& f1, __m512i& g0, __m512i& g1,
     __m512i w0, __m512i w1, const uint8_t* x, size_t ldx) {
@@ -270,7 +271,8 @@ __attribute__((target("avx512vnni"), always_inline)) static inline void dot4_row
       "vpdpbusd %[w1], %[t3], %[g1]"
       : [d0] "+v"(d0), [d1] "+v"(d1), [e0] "+v"(e0), [e1] "+v"(e1), [f0] "+v"(f0), [f1] "+v"(f1), [g0] "+v"(g0),
         [g1] "+v"(g1), [t0] "=&v"(t0), [t1] "=&v"(t1), [t2] "=&v"(t2), [t3] "=&v"(t3)
-      : [w0] "v"(w0), [w1] "v"(w1), [a] "r"(x), [l1] "r"(ldx), [l3] "r"(3 * ldx));
+      : [w0] "v"(w0), [w1] "v"(w1), [a] "r"(x), [l1] "r"(ldx), [l3] "r"(3 * ldx),
+        "m"(*reinterpret_cast<const uint8_t(*)[]>(x)));  // the rows it reads: memory the asm depends on
 }
 
 static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, const TileCols& t) {
