@@ -150,7 +150,9 @@ template <bool Out>
 static void f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride, int n_panels,
                      int k, float* acc, const TileOut* o) {
   const float* w1p = panels + (n_panels > 1 ? panel_stride : 0);
-  avx512::dispatch_rows<6>(rows, [&](auto r) { f32_rows<decltype(r)::value, Out>(x, ldx, panels, w1p, n_panels, k, acc, o); });
+  avx512::dispatch_rows<6>(rows, [&](auto r) {
+    f32_rows<decltype(r)::value, Out>(x, ldx, panels, w1p, n_panels, k, acc, o);
+  });
 }
 
 // The *_tile_out kernels take any number of rows (a row block of the GEMM,
