@@ -67,8 +67,9 @@ struct RowState {
 // (bf16) out to pb; returns whether any row's reference moved.
 // c[r] > 0 (or NaN, which makes the row NaN) scales row r's scores: the
 // bf16 kernel passes the same c for every row, the int8 one folds each Q
-// row's quantization step into its row's c.
-template <int R, bool kMasked>
+// row's quantization step into its row's c. kFinite: the scores are finite
+// or NaN (the int8 kernel's), so the exponential needs no clamp (exp2v_finite).
+template <int R, bool kMasked, bool kFinite>
 static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4], int valid, const float (&c)[R],
                                                                 RowState (&st)[R], uint16_t (*pb)[kFlashKeys]) {
   bool moved = false;
@@ -97,7 +98,8 @@ static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4
     __m512 e[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
-      e[i] = exp2v(_mm512_fmsub_ps(s[r][i], cv, mv));
+      const __m512 x = _mm512_fmsub_ps(s[r][i], cv, mv);
+      e[i] = kFinite ? exp2v_finite(x) : exp2v(x);
       if constexpr (kMasked) e[i] = _mm512_maskz_mov_ps(mask[i], e[i]);
     }
     // The sum takes the weights as rounded to bf16 for P V (a dot product
@@ -189,7 +191,8 @@ static void flash_rows(const uint16_t* q, const uint16_t* kp, const uint16_t* vp
       }
     }
     const int valid = std::min(KB, n_kv - b * KB);
-    const bool moved = valid < KB ? softmax_block<R, true>(s, valid, cr, st, pb) : softmax_block<R, false>(s, valid, cr, st, pb);
+    const bool moved = valid < KB ? softmax_block<R, true, false>(s, valid, cr, st, pb)
+                                  : softmax_block<R, false, false>(s, valid, cr, st, pb);
     pv_block<R>(vb, pb, moved, st, o);
   }
   finish_rows<R>(o, st, out, ld_out);
@@ -222,7 +225,8 @@ static void flash_rows_i8(const uint16_t* q, const uint8_t* kp, const uint16_t* 
     __m512 s[R][4];
     qk_block_i8<R>(kb, qi, corr, s);
     const int valid = std::min(KB, n_kv - b * KB);
-    const bool moved = valid < KB ? softmax_block<R, true>(s, valid, cr, st, pb) : softmax_block<R, false>(s, valid, cr, st, pb);
+    const bool moved = valid < KB ? softmax_block<R, true, true>(s, valid, cr, st, pb)
+                                  : softmax_block<R, false, true>(s, valid, cr, st, pb);
     pv_block<R>(vb, pb, moved, st, o);
   }
   finish_rows<R>(o, st, out, ld_out);

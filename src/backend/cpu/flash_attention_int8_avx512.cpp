@@ -74,19 +74,6 @@ struct RowState {
   __m512 l;  // lane-wise running sums of the weights as used, w_b q_j
 };
 
-// exp2v without its clamp at -100: here every input is finite or NaN (a
-// NaN c) except the padding's -inf, whose lanes are zeroed after; vscalefps
-// gives 0 for a very negative exponent. 24 instructions fewer per block.
-static inline __m512 exp2v_finite(__m512 x) {
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C4), f, _mm512_set1_ps(AMA_FLASH_EXP2_C3));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C1));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
-  return _mm512_scalef_ps(p, n);
-}
-
 static inline __m512 widen_bf16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
