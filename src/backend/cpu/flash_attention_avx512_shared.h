@@ -32,8 +32,12 @@ static inline __m512 exp2v(__m512 x) {
 // NaN (the int8 scores: a NaN step makes them NaN) except the padding's
 // -inf, whose lanes are zeroed after: vscalefps gives 0 for a very negative
 // exponent. 24 instructions (and as many constant loads) fewer per block:
-// flash_d64_6x64__avx512vnni_bf16 21.8 -> 20.9 ms CPU time for base's 8
-// heads on one Zen 4 core (cpu-clock samples in the kernel, 41 calls).
+// flash_d64_6x64__avx512vnni_bf16 21.4 -> 20.8 ms CPU time for base's 8
+// heads on one Zen 4 core (medians of 6 runs of 101 calls, cpu-clock
+// samples in the kernel; 1-3% over all our A/B runs). Not faster: taking
+// f = x - floor(x) by one vreduceps and scaling by vscalefps straight from x
+// (a polynomial moved to [0, 1), one instruction fewer per 16 lanes) was 2%
+// slower than vrndscaleps + vsubps.
 // A -inf that is not padding (a bf16 score from an infinite input) would
 // give NaN here where exp2v gives ~0, so the bf16 kernel keeps exp2v.
 static inline __m512 exp2v_finite(__m512 x) {
