@@ -12,34 +12,20 @@
 // avx512_util.h and flash_attention.h.
 #pragma once
 
-// flash_exp2 (flash_attention_generic.h), 16 lanes: the same steps, with
-// fused multiply-adds in the polynomial, n = round(x) by vrndscaleps and 2^n
+// flash_exp2 (flash_attention_generic.h), 16 lanes, for kernels whose
+// inputs are finite or NaN (the int8 scores: a NaN step makes them NaN)
+// except the padding's -inf, whose lanes are zeroed after: vscalefps gives
+// 0 for a very negative exponent. The same steps as flash_exp2, with fused
+// multiply-adds in the polynomial, n = round(x) by vrndscaleps and 2^n
 // applied by vscalefps (2 instructions where the exponent-bits route of the
-// portable code takes 4; measured 3% faster over the whole kernel). max(-100,
-// x) keeps a NaN (vmaxps returns its second operand when either is NaN).
-static inline __m512 exp2v(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-100.0f), x);
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C4), f, _mm512_set1_ps(AMA_FLASH_EXP2_C3));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C1));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
-  return _mm512_scalef_ps(p, n);
-}
-
-// exp2v without its clamp at -100, for kernels whose inputs are finite or
-// NaN (the int8 scores: a NaN step makes them NaN) except the padding's
-// -inf, whose lanes are zeroed after: vscalefps gives 0 for a very negative
-// exponent. 24 instructions (and as many constant loads) fewer per block:
-// flash_d64_6x64__avx512vnni_bf16 21.4 -> 20.8 ms CPU time for base's 8
-// heads on one Zen 4 core (medians of 6 runs of 101 calls, cpu-clock
-// samples in the kernel; 1-3% over all our A/B runs). Not faster: taking
-// f = x - floor(x) by one vreduceps and scaling by vscalefps straight from x
-// (a polynomial moved to [0, 1), one instruction fewer per 16 lanes) was 2%
-// slower than vrndscaleps + vsubps.
-// A -inf that is not padding (a bf16 score from an infinite input) would
-// give NaN here where exp2v gives ~0, so the bf16 kernel keeps exp2v.
+// portable code takes 4; measured 3% faster over the whole kernel).
+// Without exp2v's clamp below: 24 instructions (and as many constant loads)
+// fewer per block: flash_d64_6x64__avx512vnni_bf16 21.4 -> 20.8 ms CPU time
+// for base's 8 heads on one Zen 4 core (medians of 6 runs of 101 calls,
+// cpu-clock samples in the kernel; 1-3% over all our A/B runs). Not faster:
+// taking f = x - floor(x) by one vreduceps and scaling by vscalefps straight
+// from x (a polynomial moved to [0, 1), one instruction fewer per 16 lanes)
+// was 2% slower than vrndscaleps + vsubps.
 static inline __m512 exp2v_finite(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
@@ -49,6 +35,12 @@ static inline __m512 exp2v_finite(__m512 x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
   return _mm512_scalef_ps(p, n);
 }
+
+// exp2v_finite for any input: max(-100, x) first, so that a -inf that is not
+// padding (a bf16 score from an infinite input) gives ~0, not NaN, and a NaN
+// stays NaN (vmaxps returns its second operand when either is NaN). The bf16
+// kernel's exp.
+static inline __m512 exp2v(__m512 x) { return exp2v_finite(_mm512_max_ps(_mm512_set1_ps(-100.0f), x)); }
 
 // Lanes of key panel i (keys 16 i ..) that are real keys, for `valid` keys.
 static inline __mmask16 panel_mask(int valid, int i) {
