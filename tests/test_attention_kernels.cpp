@@ -368,6 +368,55 @@ TEST_P(FlashAttention, Bf16KeysAndValuesMatchF32) {
   EXPECT_EQ(a, b);
 }
 
+// bf16 output (the encoder's hand-off to its O projection) and bf16 Q
+// (written so by the Q/K GEMM): each output element is the f32 output's
+// rounding to nearest even, bit for bit, so within 2^-8 |y| of it (half a
+// unit in the last of bf16's 8 significant bits, 2^(e - 8) for |y| in
+// [2^e, 2^(e+1)): up to 2^-8 |y| at the binade's low end, e.g. 0.70899 ->
+// 0.7109375, err 0.00194 = 2^-8.5 |y|; 2^-9 |y| holds only near its top; the f32
+// output's own error is bounded by the tests above), and bf16 Q gives what
+// its f32 widening gives (every kernel rounds Q to bf16 first). At the
+// encoder's shape (8 heads; 1 on the scalar tile model) and awkward ones
+// (one row, one key, n_q and n_kv off the tile and block sizes).
+TEST_P(FlashAttention, Bf16OutputIsTheF32OutputRounded) {
+  const bool slow = std::string(GetParam().label) == "amx_emulated";
+  const std::vector<Shape> shapes = {{1500, 1500, slow ? 1 : 8, 1.0f}, {1, 1, 1, 1.0f},  {1, 700, 2, 4.0f},
+                                     {33, 65, 2, 1.0f},  {7, 63, 3, 16.0f}, {101, 129, 2, 1.0f}};
+  constexpr int d = 64;
+  ThreadPool pool(2);
+  for (const Shape& sh : shapes) {
+    SCOPED_TRACE(std::to_string(sh.n_q) + " x " + std::to_string(sh.n_kv) + " x " + std::to_string(sh.n_head));
+    const int w = sh.n_head * d, ld = w + 3, ld_out = w + 5;
+    const auto q = bf16_rounded(random_vec(static_cast<size_t>(sh.n_q) * ld, 51 + sh.n_q, sh.q_scale));
+    const auto k = random_vec(static_cast<size_t>(sh.n_kv) * ld, 52, 1.0f);
+    const auto v = random_vec(static_cast<size_t>(sh.n_kv) * ld, 53, 1.0f);
+    std::vector<uint16_t> q16(q.size());
+    for (size_t i = 0; i < q.size(); ++i) q16[i] = f32_to_bf16(q[i]);
+    std::vector<float> out(static_cast<size_t>(sh.n_q) * ld_out, NAN);
+    std::vector<uint16_t> out16(out.size(), 0x7fc0);
+    const cpu::AttentionArgs args{q.data(), sh.n_q, ld, sh.n_kv, ld, sh.n_head, d, false, 0, out.data(), ld_out};
+    run(pool, args, k.data(), v.data());
+    cpu::AttentionArgs args16 = args;
+    args16.q = nullptr, args16.q_bf16 = q16.data(), args16.out = nullptr, args16.out_bf16 = out16.data();
+    run(pool, args16, k.data(), v.data());
+    int bad = 0, wr = 0, wc = 0;
+    double worst = -1;
+    for (int i = 0; i < sh.n_q; ++i)
+      for (int x = 0; x < w; ++x) {
+        const float y = out[static_cast<size_t>(i) * ld_out + x];
+        const uint16_t g = out16[static_cast<size_t>(i) * ld_out + x];
+        const double err = std::fabs(bf16_to_f32(g) - static_cast<double>(y));
+        if (g == f32_to_bf16(y) && err <= kUbf16 * std::fabs(static_cast<double>(y))) continue;
+        ++bad;
+        if (!(err <= worst)) worst = err, wr = i, wc = x;
+      }
+    EXPECT_EQ(bad, 0) << "worst row " << wr << " col " << wc << ": bf16 "
+                      << bf16_to_f32(out16[static_cast<size_t>(wr) * ld_out + wc]) << ", f32 "
+                      << out[static_cast<size_t>(wr) * ld_out + wc] << ", abs err " << worst;
+    EXPECT_EQ(out16[w], 0x7fc0) << "wrote into the padding between rows";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, FlashAttention, ::testing::ValuesIn(variants()),
                          [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.label); });
 

@@ -50,6 +50,23 @@ struct LinearOutput {
   size_t split_stride = 0;
 };
 
+// attention_mixed's operands: exactly one pointer of each kind set (q or
+// q_bf16; k and v, or k_bf16 and v_bf16; out or out_bf16), with the row
+// strides of attention().
+struct AttentionOperands {
+  const float* q = nullptr;
+  const uint16_t* q_bf16 = nullptr;
+  int ld_q = 0;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  const uint16_t* k_bf16 = nullptr;
+  const uint16_t* v_bf16 = nullptr;
+  int ld_kv = 0;
+  float* out = nullptr;
+  uint16_t* out_bf16 = nullptr;
+  int ld_out = 0;
+};
+
 // A weight matrix W[n_out][n_in] repacked once, at load, into a backend's
 // preferred layout. Immutable after packing; shared by all streams.
 class PackedMatrix {
@@ -103,6 +120,13 @@ class Backend {
   virtual void linear_fused(const float* x, int m, int ldx, const PreNorm* norm, const PackedMatrix& w,
                             const float* bias, Activation act, bool accumulate, const LinearOutput& out) = 0;
 
+  // linear_fused without a norm on bf16 activations x [m][ldx] (K = w.n_in
+  // values per row): the bf16 GEMM reads them in place, with no conversion
+  // pass (weights of another type widen them to f32, exactly). Gives
+  // linear_fused's result bit for bit when its f32 x holds the same values.
+  virtual void linear_bf16_in(const uint16_t* x, int m, int ldx, const PackedMatrix& w, const float* bias,
+                              Activation act, bool accumulate, const LinearOutput& out) = 0;
+
   // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of n.
   virtual void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
                           float* y) = 0;
@@ -118,6 +142,15 @@ class Backend {
   virtual void attention_bf16kv(const float* q, int n_q, int ld_q, const uint16_t* k, const uint16_t* v, int n_kv,
                                 int ld_kv, int n_head, int d_head, bool causal, int q_pos0, float* out,
                                 int ld_out) = 0;
+
+  // The general form: Q, K/V (both alike) and the output each in f32 or
+  // bf16 (AttentionOperands). A bf16 output is the f32 result rounded to
+  // nearest even, row by row as it is finished, so that the next bf16
+  // GEMM (linear_bf16_in) reads it without a conversion pass; bf16 Q is
+  // what the bf16/int8 kernels round Q to anyway. The encoder at bf16/int8
+  // compute runs [q | k | v] and its output this way.
+  virtual void attention_mixed(const AttentionOperands& io, int n_q, int n_kv, int n_head, int d_head, bool causal,
+                               int q_pos0) = 0;
 };
 
 }  // namespace ama

@@ -27,13 +27,22 @@ inline void check_linear(const float* x, int m, int ldx, int n_in, int n_out, co
 
 // linear_fused: exactly one output type, no residual add into bf16, and a
 // split that tiles the columns (ldy covers one block's columns).
-inline void check_linear_out(const float* x, int m, int ldx, int n_in, int n_out, const float* y, const void* y_bf16,
+inline void check_linear_out(const void* x, int m, int ldx, int n_in, int n_out, const float* y, const void* y_bf16,
                              int ldy, int split, size_t split_stride, bool accumulate, bool norm_ok) {
   AMA_CHECK(x != nullptr && (y != nullptr) != (y_bf16 != nullptr));
   AMA_CHECK(m >= 0 && n_in > 0 && n_out > 0 && ldx > 0 && norm_ok);
   AMA_CHECK(!(accumulate && y_bf16 != nullptr));
   AMA_CHECK(split >= 0 && ldy >= (split > 0 ? split : n_out));
   AMA_CHECK(split == 0 || split_stride >= static_cast<size_t>(m) * ldy);
+}
+
+// attention_mixed: one pointer of each kind (both K and V of one type).
+inline void check_attention_operands(const void* q, const void* q_bf16, const void* k, const void* v,
+                                     const void* k_bf16, const void* v_bf16, const void* out, const void* out_bf16) {
+  AMA_CHECK((q != nullptr) != (q_bf16 != nullptr));
+  AMA_CHECK((k != nullptr && v != nullptr && k_bf16 == nullptr && v_bf16 == nullptr) ||
+            (k == nullptr && v == nullptr && k_bf16 != nullptr && v_bf16 != nullptr));
+  AMA_CHECK((out != nullptr) != (out_bf16 != nullptr));
 }
 
 inline void check_layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta,

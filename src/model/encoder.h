@@ -21,7 +21,8 @@ class Encoder {
  private:
   const WhisperModel& m_;
   Backend& be_;
-  std::vector<float> cols_, h_, qkv_, att_, mlp_;  // cols_, h_: custom shapes only (encoder.cpp)
+  std::vector<float> cols_, h_, qkv_, att_, mlp_;  // cols_, h_: custom shapes only; att_: f32 compute only
+  std::vector<uint16_t> att16_;                    // the attention's bf16 output (bf16 and int8 compute)
 };
 
 }  // namespace ama

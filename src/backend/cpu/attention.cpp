@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/flash_attention.h"
+#include "backend/op_checks.h"
 #include "core/half.h"
 
 namespace ama::cpu {
@@ -44,6 +45,7 @@ inline void write_rows(const AttentionArgs& a, int h, int i0, int rows, const fl
 
 void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const float* keys,
                          const float* values) {
+  AMA_CHECK(a.q && a.out);  // bf16 Q or output: the d_head 64 path only (attention.h)
   const int d = a.d_head, n_kv = a.n_kv;
   const int kv_panels = static_cast<int>(panel_count(n_kv));
   const int n_kv_pad = kv_panels * kPanelWidth;
@@ -158,7 +160,13 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
       else
         flash_pack_kv(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
       uint16_t* qh = qb + h * q_head;
-      for (int i = 0; i < a.n_q; ++i) kt.to_bf16_row(a.q + static_cast<size_t>(i) * a.ld_q + h * D, D, qh + static_cast<size_t>(i) * D);
+      if (a.q_bf16)  // already bf16 (the encoder's Q/K GEMM writes it so): only rearranged into the head's rows
+        for (int i = 0; i < a.n_q; ++i)
+          std::memcpy(qh + static_cast<size_t>(i) * D, a.q_bf16 + static_cast<size_t>(i) * a.ld_q + h * D,
+                      D * sizeof(uint16_t));
+      else
+        for (int i = 0; i < a.n_q; ++i)
+          kt.to_bf16_row(a.q + static_cast<size_t>(i) * a.ld_q + h * D, D, qh + static_cast<size_t>(i) * D);
       std::fill(qh + static_cast<size_t>(a.n_q) * D, qh + q_head, uint16_t{0});
     }
   });
@@ -172,9 +180,22 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
     const size_t h = task / tasks_per_head;
     const int t0 = static_cast<int>(task % tasks_per_head) * kTilesPerTask;
     for (int t = t0; t < std::min(q_tiles, t0 + kTilesPerTask); ++t) {
-      const int i0 = t * R;
-      fk.fn(qb + h * q_head + static_cast<size_t>(i0) * D, std::min(R, a.n_q - i0), kp + h * packed, vp + h * packed,
-            a.n_kv, c, a.out + static_cast<size_t>(i0) * a.ld_out + h * D, a.ld_out);
+      const int i0 = t * R, rows = std::min(R, a.n_q - i0);
+      const uint16_t* qt = qb + h * q_head + static_cast<size_t>(i0) * D;
+      if (!a.out_bf16) {
+        fk.fn(qt, rows, kp + h * packed, vp + h * packed, a.n_kv, c, a.out + static_cast<size_t>(i0) * a.ld_out + h * D,
+              a.ld_out);
+        continue;
+      }
+      // bf16 out (for the next bf16 GEMM): the kernel's rows land in this
+      // L1-resident tile (at most 32 x 64 floats) and are rounded from there,
+      // on every ISA's kernel alike. The separate pass this replaces, the O
+      // projection's to_bf16_row over the whole f32 output (1500 x 512 per
+      // layer at base), read 3 MB and wrote 1.5 MB per layer.
+      alignas(64) float tile[kFlashMaxRows * D];
+      fk.fn(qt, rows, kp + h * packed, vp + h * packed, a.n_kv, c, tile, D);
+      for (int r = 0; r < rows; ++r)
+        kt.to_bf16_row(tile + r * D, D, a.out_bf16 + static_cast<size_t>(i0 + r) * a.ld_out + h * D);
     }
   });
 }
@@ -183,6 +204,7 @@ template <typename KV>
 void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                           const KV* values, bool int8_scores) {
   if (a.d_head == kFlashDim && !a.causal) return attention_flash_d64(kt, flash_kernel(kt, int8_scores), pool, a, keys, values);
+  AMA_CHECK(a.q && a.out);  // bf16 Q or output: the d_head 64 path only (attention.h)
   // Other head sizes: the same algorithm on the table's GEMM tiles.
   // bf16 inputs widen exactly to f32, and packing rounds them back unchanged.
   auto f = [](KV x) {
@@ -272,6 +294,7 @@ void attention_flash_bf16(const KernelTable& kt, ThreadPool& pool, const Attenti
 template <typename KV>
 void attention_rows(const KernelTable& kt, ThreadPool& pool, const AttentionArgs& a, const KV* keys,
                     const KV* values) {
+  AMA_CHECK(a.q && a.out);  // bf16 Q or output: the d_head 64 path only (attention.h)
   const float scale = 1.0f / std::sqrt(static_cast<float>(a.d_head));
   // Each query row's keys go in chunks of kKeyChunk, all heads of a chunk in
   // one kernel call (kernels.h, attend_heads: each key row is read as one

@@ -23,6 +23,11 @@ struct AttentionArgs {
   int q_pos0;
   float* out;
   int ld_out;
+  // bf16 Q (q null) or output (out null), same strides: taken by the d_head
+  // 64 path of attention_flash_bf16 (attention_flash_d64) only; the backend
+  // runs the other paths in f32 and converts around them.
+  const uint16_t* q_bf16 = nullptr;
+  uint16_t* out_bf16 = nullptr;
 };
 
 void attention_flash_f32(const KernelTable& k, ThreadPool& pool, const AttentionArgs& a, const float* keys,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/flash_attention.h"
 #include "backend/cpu/unpack.h"
 #include "backend/op_checks.h"
 #include "core/half.h"
@@ -240,21 +241,7 @@ class CpuBackend final : public Backend {
           for (; c < ldb; ++c) xb[r * ldb + c] = 0;
         }
       });
-      const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
-      gemm_driver(m, kt.gemm_bf16_rows, w, bias, act, accumulate, out,
-                  [&](int i, int rows, int j, int n_panels, float* acc) {
-                    const uint16_t* panels = b->data.data() + (j / 16) * stride;
-                    // The kernel finishes the tile itself where it can.
-                    cpu::TileOut o;
-                    if (!acc) {
-                      if (!kt.gemm_bf16_tile_out || !tile_out(out, i, j, n_panels, w.n_out, bias, act, accumulate, o))
-                        return false;
-                      kt.gemm_bf16_tile_out(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, o);
-                      return true;
-                    }
-                    kt.gemm_bf16_tile(xb + i * ldb, ldb, rows, panels, stride, n_panels, kp, acc);
-                    return false;
-                  });
+      bf16_gemm(kt, *b, m, xb, ldb, m_pad, nullptr, 0, bias, act, accumulate, out);
     } else if (const auto* q = dynamic_cast<const I8Panels*>(&w)) {
       // Per-row affine u8 activations, x ~ lo + s q with q in [0, 255] and
       // s = (max - min) / 255. vpdpbusd takes unsigned activations, so no
@@ -291,6 +278,56 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void linear_bf16_in(const uint16_t* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
+                      bool accumulate, const LinearOutput& out) override {
+    check_linear_out(x, m, ldx, w.n_in, w.n_out, out.y, out.y_bf16, out.ldy, out.split, out.split_stride, accumulate,
+                     true);
+    const int k = w.n_in;
+    const auto* b = dynamic_cast<const Bf16Panels*>(&w);
+    if (!b) {  // f32 or integer weights: the rows widened to f32 (exact), then the ordinary path
+      float* xf = scratch<float, 2>(static_cast<size_t>(m) * k);
+      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r)
+          for (int c = 0; c < k; ++c) xf[r * k + c] = bf16_to_f32(x[r * ldx + c]);
+      });
+      return linear_fused(xf, m, k, nullptr, w, bias, act, accumulate, out);
+    }
+    const cpu::KernelTable& kt = m < 16 ? small_ : k_;
+    const int kp = cpu::bf16_k_pairs(k);
+    const size_t ldb = 2 * static_cast<size_t>(kp);
+    const int tr = kt.gemm_bf16_rows;
+    auto copy_rows = [&](int r0, int r1, uint16_t* dst) {  // rows r0..r1 to ldb-wide rows, zero-padded
+      for (int r = r0; r < r1; ++r) {
+        uint16_t* d = dst + static_cast<size_t>(r - r0) * ldb;
+        std::copy_n(x + static_cast<size_t>(r) * ldx, k, d);
+        std::fill(d + k, d + ldb, uint16_t{0});
+      }
+    };
+    if (k != static_cast<int>(ldb) || ldx < k) {
+      // K not a multiple of 32: the tiles read K's padding (2 kp values per
+      // row), which must be zeros rather than whatever follows the caller's
+      // rows. A copy, as rare as such widths (no Whisper layer has one).
+      const int m_pad = (m + tr - 1) / tr * tr;
+      uint16_t* xb = scratch<uint16_t>(static_cast<size_t>(m_pad) * ldb);
+      pool_.parallel_for(m_pad, 32, [&](size_t r0, size_t r1) {
+        copy_rows(static_cast<int>(r0), static_cast<int>(std::min<size_t>(r1, m)), xb + r0 * ldb);
+        for (size_t r = std::max<size_t>(r0, m); r < r1; ++r) std::fill_n(xb + r * ldb, ldb, uint16_t{0});
+      });
+      return bf16_gemm(kt, *b, m, xb, ldb, m_pad, nullptr, 0, bias, act, accumulate, out);
+    }
+    // In place, but for a last partial tile of rows: tiles may read their
+    // whole height (AMX loads 32 rows), so those rows go through a
+    // zero-padded copy (at most 31 rows).
+    const int m_main = m / tr * tr;
+    uint16_t* tail = nullptr;
+    if (m_main < m) {
+      tail = scratch<uint16_t>(static_cast<size_t>(tr) * ldb);
+      copy_rows(m_main, m, tail);
+      std::fill(tail + static_cast<size_t>(m - m_main) * ldb, tail + static_cast<size_t>(tr) * ldb, uint16_t{0});
+    }
+    bf16_gemm(kt, *b, m, x, static_cast<size_t>(ldx), m_main, tail, ldb, bias, act, accumulate, out);
+  }
+
   void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
                   float* y) override {
     check_layer_norm(x, m, n, ld, gamma, beta, y);
@@ -301,34 +338,105 @@ class CpuBackend final : public Backend {
 
   void attention(const float* q, int n_q, int ld_q, const float* k, const float* v, int n_kv, int ld_kv, int n_head,
                  int d_head, bool causal, int q_pos0, float* out, int ld_out) override {
-    check_attention(n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, ld_out);
-    const cpu::AttentionArgs args{q, n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, out, ld_out};
-    // Many queries over many keys (the encoder): flash. Decoder steps and
-    // prompts: one query row at a time.
-    if (!causal && n_q >= 32 && compute_ != ComputeType::f32)
-      cpu::attention_flash_bf16(k_, pool_, args, k, v, compute_ == ComputeType::int8);
-    else if (!causal && n_q >= 32)
-      cpu::attention_flash_f32(k_, pool_, args, k, v);
-    else
-      cpu::attention_rows(k_, pool_, args, k, v);
+    AttentionOperands io;
+    io.q = q, io.ld_q = ld_q, io.k = k, io.v = v, io.ld_kv = ld_kv, io.out = out, io.ld_out = ld_out;
+    attention_mixed(io, n_q, n_kv, n_head, d_head, causal, q_pos0);
   }
 
   void attention_bf16kv(const float* q, int n_q, int ld_q, const uint16_t* k, const uint16_t* v, int n_kv, int ld_kv,
                         int n_head, int d_head, bool causal, int q_pos0, float* out, int ld_out) override {
-    check_attention(n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, ld_out);
-    const cpu::AttentionArgs args{q, n_q, ld_q, n_kv, ld_kv, n_head, d_head, causal, q_pos0, out, ld_out};
-    // A prompt's cross-attention (many queries, not causal) on the bf16
-    // tiles like the f32 case above (base, 256-token prompt at 1 thread: its
-    // 6 cross-attentions took 137 ms one row at a time, 73 ms so, packing
-    // included); decoder steps one row at a time (packing 1500 keys per call
-    // made a 16-token step's cross-attention 3x slower).
-    if (!causal && n_q >= 32)
-      cpu::attention_flash_bf16(k_, pool_, args, k, v, compute_ == ComputeType::int8);
+    AttentionOperands io;
+    io.q = q, io.ld_q = ld_q, io.k_bf16 = k, io.v_bf16 = v, io.ld_kv = ld_kv, io.out = out, io.ld_out = ld_out;
+    attention_mixed(io, n_q, n_kv, n_head, d_head, causal, q_pos0);
+  }
+
+  void attention_mixed(const AttentionOperands& io, int n_q, int n_kv, int n_head, int d_head, bool causal,
+                       int q_pos0) override {
+    check_attention(n_q, io.ld_q, n_kv, io.ld_kv, n_head, d_head, causal, q_pos0, io.ld_out);
+    check_attention_operands(io.q, io.q_bf16, io.k, io.v, io.k_bf16, io.v_bf16, io.out, io.out_bf16);
+    cpu::AttentionArgs args{io.q, n_q, io.ld_q, n_kv, io.ld_kv, n_head, d_head, causal, q_pos0, io.out, io.ld_out};
+    args.q_bf16 = io.q_bf16;
+    args.out_bf16 = io.out_bf16;
+    // Many queries over many keys (the encoder; a decoder prompt's
+    // cross-attention over bf16 K/V): flash, in f32 only at f32 compute with
+    // f32 K/V. Decoder steps and prompts' self-attention: one query row at a
+    // time (over bf16 K/V: 1500 keys packed per call made a 16-token step's
+    // cross-attention 3x slower; a 256-token prompt's 6 cross-attentions at
+    // base took 137 ms one row at a time, 73 ms on the flash tiles).
+    const bool flash = !causal && n_q >= 32;
+    const bool flash_f32 = flash && compute_ == ComputeType::f32 && io.k;
+    const bool int8_scores = compute_ == ComputeType::int8;
+    // Only the d_head 64 kernels take bf16 Q and output as they are; the
+    // other paths run on f32 rows converted around them (exact widening of
+    // Q, the output rounded once as the d_head 64 path rounds it).
+    if (flash && !flash_f32 && d_head == cpu::kFlashDim) {
+      if (io.k)
+        cpu::attention_flash_bf16(k_, pool_, args, io.k, io.v, int8_scores);
+      else
+        cpu::attention_flash_bf16(k_, pool_, args, io.k_bf16, io.v_bf16, int8_scores);
+      return;
+    }
+    const int width = n_head * d_head;
+    if (io.q_bf16) {
+      float* qf = scratch<float, 2>(static_cast<size_t>(n_q) * width);
+      for (int i = 0; i < n_q; ++i)
+        for (int x = 0; x < width; ++x)
+          qf[static_cast<size_t>(i) * width + x] = bf16_to_f32(io.q_bf16[static_cast<size_t>(i) * io.ld_q + x]);
+      args.q = qf, args.q_bf16 = nullptr, args.ld_q = width;
+    }
+    if (io.out_bf16) {
+      args.out = scratch<float, 3>(static_cast<size_t>(n_q) * width);
+      args.out_bf16 = nullptr, args.ld_out = width;
+    }
+    if (flash_f32)
+      cpu::attention_flash_f32(k_, pool_, args, io.k, io.v);
+    else if (flash && io.k)
+      cpu::attention_flash_bf16(k_, pool_, args, io.k, io.v, int8_scores);
+    else if (flash)
+      cpu::attention_flash_bf16(k_, pool_, args, io.k_bf16, io.v_bf16, int8_scores);
+    else if (io.k)
+      cpu::attention_rows(k_, pool_, args, io.k, io.v);
     else
-      cpu::attention_rows(k_, pool_, args, k, v);
+      cpu::attention_rows(k_, pool_, args, io.k_bf16, io.v_bf16);
+    if (io.out_bf16)
+      for (int i = 0; i < n_q; ++i)
+        k_.to_bf16_row(args.out + static_cast<size_t>(i) * width, width,
+                       io.out_bf16 + static_cast<size_t>(i) * io.ld_out);
   }
 
  private:
+  // y = x W^T on the bf16 tiles, x in bf16 rows: rows below m_main (a
+  // multiple of the tile height) at xa (stride lda), the rest at xt (stride
+  // ldt, from xt's first row, zero rows to a whole tile). Row strides cover
+  // K's padding to 2 bf16_k_pairs(K), which must read as zeros.
+  void bf16_gemm(const cpu::KernelTable& kt, const Bf16Panels& b, int m, const uint16_t* xa, size_t lda, int m_main,
+                 const uint16_t* xt, size_t ldt, const float* bias, Activation act, bool accumulate,
+                 const LinearOutput& out) {
+    const int kp = cpu::bf16_k_pairs(b.n_in);
+    const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
+    auto rows_at = [&](int r) { return r < m_main ? xa + r * lda : xt + (r - m_main) * ldt; };
+    gemm_driver(m, kt.gemm_bf16_rows, b, bias, act, accumulate, out,
+                [&](int i, int rows, int j, int n_panels, float* acc) {
+                  const uint16_t* panels = b.data.data() + (j / 16) * stride;
+                  // The kernel finishes the tile itself where it can, in up
+                  // to two runs of rows (either side of m_main).
+                  cpu::TileOut o;
+                  if (!acc) {
+                    if (!kt.gemm_bf16_tile_out || !tile_out(out, i, j, n_panels, b.n_out, bias, act, accumulate, o))
+                      return false;
+                    const int split = std::clamp(m_main - i, 0, rows);
+                    if (split > 0) kt.gemm_bf16_tile_out(rows_at(i), lda, split, panels, stride, n_panels, kp, o);
+                    if (split < rows) {
+                      tile_out(out, i + split, j, n_panels, b.n_out, bias, act, accumulate, o);
+                      kt.gemm_bf16_tile_out(rows_at(i + split), ldt, rows - split, panels, stride, n_panels, kp, o);
+                    }
+                    return true;
+                  }
+                  kt.gemm_bf16_tile(rows_at(i), i < m_main ? lda : ldt, rows, panels, stride, n_panels, kp, acc);
+                  return false;
+                });
+  }
+
   // Where output row r, column c0 goes: row r of the split block holding
   // column c0 (split: per-layer blocks of the cross K/V), or plain rows.
   static size_t out_at(const LinearOutput& out, size_t r, int c0) {
