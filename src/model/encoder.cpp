@@ -19,23 +19,33 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
   // with a zero row before the first frame (and, for conv1, after the last).
   // The im2col copies this replaces (a zero fill and a strided copy of
   // 3 x 1500 x 512 floats for base's conv2) ran on one thread.
-  // Buffers: the blocks' are sized first and the convolutions borrow them:
-  // conv1's input [2 ctx + 2][n_mels] fits in qkv_ ([ctx][3 n]) when
-  // n_mels < n (every Whisper: 80 or 128 mels, n >= 384; custom test shapes
-  // get their own buffer), and conv1's output [2 ctx + 1][n] in mlp_
-  // ([ctx][4 n]).
-  qkv_.resize(static_cast<size_t>(ctx) * n * 3);
-  // At bf16/int8 compute the attention's output is bf16, which the output
-  // projection (bf16 weights) reads as it is; f32 compute keeps f32.
+  // Buffers: the blocks' are sized first and the convolutions borrow them.
+  // At bf16/int8 compute the attention's operands and output are bf16 (the
+  // Q/K/V GEMMs write bf16, the attention rounds its rows, the output
+  // projection reads them as they are: no pass that only converts), in
+  // qkv16_ ([ctx][3 n]) and att16_; f32 compute keeps them f32 in qkv_ and
+  // att_. conv1's output [2 ctx + 1][n] goes in mlp_ ([ctx][4 n]) and its
+  // input [2 ctx + 2][n_mels] in qkv_ (f32 compute) or in mlp_ after the
+  // output: either fits when n_mels < n (every Whisper: 80 or 128 mels,
+  // n >= 384); custom test shapes get their own buffer.
   const bool bf16_att = be_.compute_type() != ComputeType::f32;
-  if (bf16_att)
+  const size_t qkv_size = static_cast<size_t>(ctx) * n * 3;
+  if (bf16_att) {
+    qkv16_.resize(qkv_size);
     att16_.resize(static_cast<size_t>(ctx) * n);
-  else
+  } else {
+    qkv_.resize(qkv_size);
     att_.resize(static_cast<size_t>(ctx) * n);
+  }
   mlp_.resize(static_cast<size_t>(ctx) * n * 4);
   const size_t mel_rows = static_cast<size_t>(frames) + 2;
-  float* melt = qkv_.data();
-  if (mel_rows * n_mels > qkv_.size()) {
+  const size_t conv1_size = (static_cast<size_t>(frames) + 1) * n;
+  float* melt = nullptr;
+  if (!bf16_att && mel_rows * n_mels <= qkv_.size())
+    melt = qkv_.data();
+  else if (bf16_att && conv1_size + mel_rows * n_mels <= mlp_.size())
+    melt = mlp_.data() + conv1_size;
+  else {
     cols_.resize(mel_rows * n_mels);
     melt = cols_.data();
   }
@@ -64,46 +74,57 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
     // Q/K/V GEMM (PreNorm), and Q/K/V are one GEMM over the stacked [3n][n]
     // matrix whose output rows [q | k | v] attention reads in place (ld 3n).
     const PreNorm attn_ln{L.attn_ln.gamma.data(), L.attn_ln.beta.data(), kLnEps};
+    // Rows [q | k | v] of ld_qkv, in f32 (f32 compute) or bf16 (LinearOutput
+    // picks the one that is set).
     int ld_qkv = 3 * n;
-    float* q = qkv_.data();
-    float* k = q + n;
-    float* v = q + 2 * n;
+    float* q = bf16_att ? nullptr : qkv_.data();
+    uint16_t* q16 = bf16_att ? qkv16_.data() : nullptr;
+    size_t k_at = n, v_at = 2 * static_cast<size_t>(n);  // offsets of k and v from q
+    auto out_at = [&](size_t at) {
+      LinearOutput o;
+      o.ldy = ld_qkv;
+      if (q16)
+        o.y_bf16 = q16 + at;
+      else
+        o.y = q + at;
+      return o;
+    };
     if (L.qkv.w) {
-      LinearOutput o;
-      o.y = q;
-      o.ldy = ld_qkv;
-      be_.linear_fused(x, ctx, n, &attn_ln, *L.qkv.w, L.qkv.bias(), Activation::none, false, o);
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.qkv.w, L.qkv.bias(), Activation::none, false, out_at(0));
     } else if (L.qk.w) {  // Q/K and V at different compute types: two GEMMs into the same [q | k | v] rows
-      LinearOutput o;
-      o.y = q;
-      o.ldy = ld_qkv;
-      be_.linear_fused(x, ctx, n, &attn_ln, *L.qk.w, L.qk.bias(), Activation::none, false, o);
-      o.y = v;
-      be_.linear_fused(x, ctx, n, &attn_ln, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, o);
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.qk.w, L.qk.bias(), Activation::none, false, out_at(0));
+      be_.linear_fused(x, ctx, n, &attn_ln, *L.attn.value.w, L.attn.value.bias(), Activation::none, false,
+                       out_at(v_at));
     } else {  // not stacked (stack_projections): three GEMMs into [q][k][v] blocks
       ld_qkv = n;
+      k_at = static_cast<size_t>(ctx) * n;
+      v_at = 2 * k_at;
       h_.resize(static_cast<size_t>(ctx) * n);  // only here: the stacked path normalizes in the conversion
-      k = q + static_cast<size_t>(ctx) * n;
-      v = k + static_cast<size_t>(ctx) * n;
       be_.layer_norm(x, ctx, n, n, attn_ln.gamma, attn_ln.beta, kLnEps, h_.data());
-      be_.linear(h_.data(), ctx, n, *L.attn.query.w, L.attn.query.bias(), Activation::none, false, q, n);
-      be_.linear(h_.data(), ctx, n, *L.attn.key.w, nullptr, Activation::none, false, k, n);
-      be_.linear(h_.data(), ctx, n, *L.attn.value.w, L.attn.value.bias(), Activation::none, false, v, n);
+      be_.linear_fused(h_.data(), ctx, n, nullptr, *L.attn.query.w, L.attn.query.bias(), Activation::none, false,
+                       out_at(0));
+      be_.linear_fused(h_.data(), ctx, n, nullptr, *L.attn.key.w, nullptr, Activation::none, false, out_at(k_at));
+      be_.linear_fused(h_.data(), ctx, n, nullptr, *L.attn.value.w, L.attn.value.bias(), Activation::none, false,
+                       out_at(v_at));
     }
     if (bf16_att) {
-      // The attention rounds its rows to bf16 as it finishes them, and the
-      // O projection's GEMM reads them in place: no pass over the output
-      // that only converts it (to_bf16_row over 1500 x 512 floats per layer
-      // at base, ~0.8% of the encoder's time in perf).
+      // The attention reads bf16 Q, K and V (its packers only rearrange
+      // them), rounds its rows to bf16 as it finishes them, and the O
+      // projection's GEMM reads those in place. The passes this removed
+      // converted only: the O projection's to_bf16_row over the f32
+      // attention output (1500 x 512 per layer at base, ~0.8% of the
+      // encoder's time in perf), and the f32 -> bf16 rounding of Q, K and V
+      // inside the attention's packing.
       AttentionOperands io;
-      io.q = q, io.ld_q = ld_qkv, io.k = k, io.v = v, io.ld_kv = ld_qkv, io.out_bf16 = att16_.data(), io.ld_out = n;
+      io.q_bf16 = q16, io.ld_q = ld_qkv, io.k_bf16 = q16 + k_at, io.v_bf16 = q16 + v_at, io.ld_kv = ld_qkv;
+      io.out_bf16 = att16_.data(), io.ld_out = n;
       be_.attention_mixed(io, ctx, ctx, n_head, d_head, false, 0);
       LinearOutput o;
       o.y = x;
       o.ldy = n;
       be_.linear_bf16_in(att16_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, o);
     } else {
-      be_.attention(q, ctx, ld_qkv, k, v, ctx, ld_qkv, n_head, d_head, false, 0, att_.data(), n);
+      be_.attention(q, ctx, ld_qkv, q + k_at, q + v_at, ctx, ld_qkv, n_head, d_head, false, 0, att_.data(), n);
       be_.linear(att_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
     }
 

@@ -22,7 +22,7 @@ class Encoder {
   const WhisperModel& m_;
   Backend& be_;
   std::vector<float> cols_, h_, qkv_, att_, mlp_;  // cols_, h_: custom shapes only; att_: f32 compute only
-  std::vector<uint16_t> att16_;                    // the attention's bf16 output (bf16 and int8 compute)
+  std::vector<uint16_t> qkv16_, att16_;            // the attention's bf16 operands and output (bf16, int8 compute)
 };
 
 }  // namespace ama
