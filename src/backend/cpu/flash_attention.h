@@ -60,6 +60,9 @@ void flash_pack_kv(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, ui
 // The same bytes with AVX-512 (F + BW) moves, where the CPU has them.
 void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+// rows x 64 f32 (stride 64) to bf16 rows of out (stride ld_out), rounded as
+// f32_to_bf16: the d_head 64 path's bf16 output (attention.cpp) on AVX-512.
+void flash_store_bf16_avx512(const float* tile, int rows, uint16_t* out, size_t ld_out);
 // K as int8 (bytes and steps, in kp's flash_packed_size elements), V as bf16.
 void flash_pack_kv_int8_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
 void flash_pack_kv_int8_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);

@@ -316,6 +316,13 @@ static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp,
 void flash_pack_kv_avx512(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   avx512_flash::pack_kv<float, false>(k, v, n_kv, ld, kp, vp);
 }
+
+void flash_store_bf16_avx512(const float* tile, int rows, uint16_t* out, size_t ld_out) {
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < kFlashDim / 16; ++i)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ld_out + 16 * i),
+                          avx512_flash::to_bf16_rne(_mm512_loadu_ps(tile + r * kFlashDim + 16 * i)));
+}
 void flash_pack_kv_avx512(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   avx512_flash::pack_kv<uint16_t, false>(k, v, n_kv, ld, kp, vp);
 }
