@@ -260,6 +260,35 @@ TEST_P(Bf16Handoff, EncoderAttentionBlockComposes) {
   }
 }
 
+// Operands of two types at once, or of none, are a programming error that
+// the op checks report and abort on (backend/op_checks.h), never a guess.
+TEST(Bf16HandoffDeathTest, AttentionMixedRejectsAmbiguousOperands) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the backend owns a thread pool
+  CpuBackendOptions o;
+  o.compute = ComputeType::int8;
+  o.n_threads = 2;
+  auto made = make_cpu_backend(o);
+  ASSERT_TRUE(made.ok()) << made.message();
+  auto be = std::move(made.value());
+  std::vector<float> f(64 * 64, 0.5f);
+  std::vector<uint16_t> h(64 * 64, 0x3f00), out(64 * 64, 0);
+  AttentionOperands io;
+  io.q = f.data(), io.ld_q = 64, io.k_bf16 = h.data(), io.v_bf16 = h.data(), io.ld_kv = 64;
+  io.out_bf16 = out.data(), io.ld_out = 64;
+  AttentionOperands both_q = io;
+  both_q.q_bf16 = h.data();
+  EXPECT_DEATH(be->attention_mixed(both_q, 64, 64, 1, 64, false, 0), "internal check failed");
+  AttentionOperands mixed_kv = io;
+  mixed_kv.v = f.data(), mixed_kv.v_bf16 = nullptr;
+  EXPECT_DEATH(be->attention_mixed(mixed_kv, 64, 64, 1, 64, false, 0), "internal check failed");
+  AttentionOperands no_out = io;
+  no_out.out_bf16 = nullptr;
+  EXPECT_DEATH(be->attention_mixed(no_out, 64, 64, 1, 64, false, 0), "internal check failed");
+  // The well-formed call runs.
+  be->attention_mixed(io, 64, 64, 1, 64, false, 0);
+  EXPECT_EQ(out, h);  // every output the average of values all 0.5 (bf16 0x3f00)
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, Bf16Handoff,
                          ::testing::Values(static_cast<int>(Isa::scalar), static_cast<int>(Isa::avx2),
                                            static_cast<int>(Isa::avx512), static_cast<int>(Isa::amx), kAmxEmulated),
