@@ -121,8 +121,9 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
       // compute, the variants interleaved, medians of 40): 2 threads 17.9 ms
       // with f32 hand-offs, 17.7 with only the output in bf16, 16.95 with
       // Q/K/V too; 1 thread 34.4, 34.1, 33.6. The encoder (bench, 2 threads,
-      // 54 runs each on the shared machine): median 161.6 -> 161.7 ms but
-      // p25 160.1 -> 157.5 and min 158.9 -> 156.6.
+      // two sets of 54 runs per binary, alternated, on the shared machine):
+      // p25 160.1 -> 157.5 and 162.6 -> 159.0 ms, min 158.9 -> 156.6 and
+      // 160.6 -> 157.0: ~3 ms, 2%.
       AttentionOperands io;
       io.q_bf16 = q16, io.ld_q = ld_qkv, io.k_bf16 = q16 + k_at, io.v_bf16 = q16 + v_at, io.ld_kv = ld_qkv;
       io.out_bf16 = att16_.data(), io.ld_out = n;
