@@ -67,6 +67,8 @@ void row_op(benchmark::State& state, Isa isa, const std::string& op, int rows, i
       for (int r = 0; r < rows; ++r) k.layer_norm(x.data() + static_cast<size_t>(r) * cols, cols, g.data(), b.data(), 1e-5f, y.data() + static_cast<size_t>(r) * cols);
     else if (op == "gelu")
       for (int r = 0; r < rows; ++r) k.gelu(x.data() + static_cast<size_t>(r) * cols, cols);
+    else if (op == "gelu_q8")
+      for (int r = 0; r < rows; ++r) k.gelu_q8(x.data() + static_cast<size_t>(r) * cols, cols);
     else
       for (int r = 0; r < rows; ++r) k.softmax(x.data() + static_cast<size_t>(r) * cols, cols);
     benchmark::DoNotOptimize(x.data());
@@ -134,8 +136,8 @@ int register_all() {
             ->Unit(benchmark::kMillisecond)->UseRealTime();
       }
     }
-    for (const std::string op : {"layer_norm", "gelu", "softmax"}) {
-      const int cols = op == "gelu" ? 2048 : op == "softmax" ? 1500 : 512;
+    for (const std::string op : {"layer_norm", "gelu", "gelu_q8", "softmax"}) {
+      const int cols = op.rfind("gelu", 0) == 0 ? 2048 : op == "softmax" ? 1500 : 512;
       benchmark::RegisterBenchmark((op + "_f32__" + isa_name(isa) + "/1500x" + std::to_string(cols)).c_str(),
                                    [isa, op, cols](benchmark::State& st) { row_op(st, isa, op, 1500, cols); })
           ->Unit(benchmark::kMillisecond);

@@ -76,7 +76,7 @@ struct Case {
 std::string case_name(const Case& c, ComputeType ct) {
   return std::string(compute_type_name(ct)) + " " + c.what + ": m=" + std::to_string(c.m) + " k=" +
          std::to_string(c.k) + " n=" + std::to_string(c.n) + (c.norm ? " prenorm" : "") +
-         (c.act == Activation::gelu ? " gelu" : "") + (c.accumulate ? " accumulate" : "") +
+         (c.act == Activation::gelu ? " gelu" : c.act == Activation::gelu_q8 ? " gelu_q8" : "") + (c.accumulate ? " accumulate" : "") +
          (c.bf16_out ? " bf16-out" : "") + " split=" + std::to_string(c.split);
 }
 
@@ -102,6 +102,9 @@ const std::vector<Case>& cases() {
       {97, 3, 48, false, Activation::gelu, false, false, 16, "K of 3, split 16"},
       {33, 64, 70, true, Activation::none, true, false, 35, "split 35 with residual"},
       {40, 200, 1000, true, Activation::gelu, false, true, 0, "rows over the 16-row small-GEMM cut"},
+      {kRealRows, 512, 2048, true, Activation::gelu_q8, false, false, 0, "base encoder MLP up, int8 path"},
+      {7, 33, 31, true, Activation::gelu_q8, true, false, 0, "gelu_q8: odd rows, tails, residual"},
+      {97, 240, 48, false, Activation::gelu_q8, false, true, 16, "gelu_q8: conv1's K, split 16, bf16"},
   };
   return c;
 }
@@ -249,6 +252,13 @@ Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, in
   if (c.act == Activation::gelu) {
     ref = 0.5 * pre * (1.0 + std::erf(pre / std::sqrt(2.0)));
     tol = tol * 1.13 + 8 * kU * std::fabs(pre) + 1e-7 * std::fabs(pre);  // A&S erf: 1.5e-7 absolute
+  } else if (c.act == Activation::gelu_q8) {
+    // The fitted formula in double (cpu::ref::gelu_q8); its slope is at
+    // most 1.13, as GELU's. The kernels: vrcp14ps (2^-14 relative) or exp
+    // and a division (a few ulps), a degree-5 2^f (2.4e-6 relative on
+    // e^-t, times sigma (1 - sigma) <= 1/4 on the output).
+    ref = static_cast<double>(cpu::ref::gelu_q8(static_cast<float>(pre)));
+    tol = tol * 1.13 + std::ldexp(std::fabs(ref), -13) + 1e-6 * std::fabs(pre) + kU * std::fabs(pre);
   }
   if (c.accumulate) {
     ref += in.y0[out_index(c, r, j, in.ldy)];
@@ -453,6 +463,10 @@ TEST_P(FusedOps, LoadedModelIsStacked) {
         EXPECT_EQ(e.attn.value.w->n_out, a);
       }
     }
+    // The cheaper GELU exactly where an 8-bit GEMM follows (conv2, MLP down).
+    const Activation want = ct == ComputeType::int8 ? Activation::gelu_q8 : Activation::gelu;
+    EXPECT_EQ(m.conv1_act, want);
+    EXPECT_EQ(m.encoder_mlp_act, want);
     for (const LinearWeights* kv : {&m.cross_k, &m.cross_v}) {
       ASSERT_TRUE(kv->w);
       EXPECT_EQ(kv->w->n_out, m.hp.n_text_layer * s);

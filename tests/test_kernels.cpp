@@ -285,6 +285,58 @@ TEST_P(Kernels, RowOpsMatchReference) {
   }
 }
 
+// The cheaper GELU for 8-bit outputs (Act::gelu_q8), on every ISA.
+// 1. Its formula (cpu::ref::gelu_q8, in double) is within 7.9e-5 of the erf
+//    form everywhere: on a grid 16x finer than the fit's, over the range
+//    where the fitted polynomial would turn back without the clamp, and far
+//    out, where the clamp holds sigma at 1 - 8e-15 or 8e-15.
+// 2. Each ISA's kernel is within 2^-13 |y| + 1e-6 |x| of the formula
+//    (vrcp14ps: 2^-14 relative; the degree-5 2^f: 2.4e-6 relative on e^-t,
+//    which moves sigma by at most a quarter of that; the f32 argument:
+//    ~4 ulps of |t| <= 33, times sigma (1 - sigma) |t| <= 0.23), and the
+//    specials: inf -> inf, NaN -> NaN, -0 -> -0, and -inf -> -inf
+//    (x / (1 + e^32.5): the clamped formula, where erf's gives NaN).
+TEST_P(Kernels, GeluQ8WithinItsBoundOfGelu) {
+  const cpu::KernelTable& k = cpu::kernel_table(GetParam());
+  double worst_fit = 0, worst_fit_x = 0;
+  for (int i = -200000; i <= 200000; ++i) {  // [-15, 15] at steps of 7.5e-5
+    const float x = static_cast<float>(i) * 7.5e-5f;
+    const double fit = std::fabs(static_cast<double>(cpu::ref::gelu_q8(x)) - cpu::ref::gelu(x));
+    if (fit > worst_fit) worst_fit = fit, worst_fit_x = x;
+  }
+  EXPECT_LE(worst_fit, 7.9e-5) << "worst at x=" << worst_fit_x;
+  std::vector<float> x;
+  for (int i = -1500; i <= 1500; ++i) x.push_back(static_cast<float>(i) * 0.01f);
+  for (float v : {1e-30f, -1e-30f, 1e-8f, -1e-8f, 30.0f, -30.0f, 1e6f, -1e6f, 3e38f, -3e38f}) x.push_back(v);
+  for (float v : {30.0f, 1e6f, 3e38f}) EXPECT_EQ(cpu::ref::gelu_q8(v), v);
+  for (float v : {-30.0f, -1e6f}) EXPECT_LT(std::fabs(cpu::ref::gelu_q8(v)), 1e-13f * std::fabs(v));
+  const std::vector<float> special = {INFINITY, -INFINITY, NAN, -0.0f, 0.0f};
+  x.insert(x.end(), special.begin(), special.end());
+  // Lengths with a vector tail, and one element.
+  for (size_t n : {x.size(), x.size() - 3, size_t{1}}) {
+    std::vector<float> y(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(n));
+    const std::vector<float> in = y;
+    k.gelu_q8(y.data(), static_cast<int>(n));
+    double worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float want = cpu::ref::gelu_q8(in[i]);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(y[i])) << "gelu_q8(" << in[i] << ") = " << y[i] << ", want NaN";
+      } else if (std::isinf(want) || want == 0.0f) {
+        EXPECT_EQ(y[i], want) << "gelu_q8(" << in[i] << ")";
+        EXPECT_EQ(std::signbit(y[i]), std::signbit(want)) << "gelu_q8(" << in[i] << ")";
+      } else {
+        const double tol = std::ldexp(std::fabs(want), -13) + 1e-6 * std::fabs(in[i]);
+        const double err = std::fabs(static_cast<double>(y[i]) - want) / tol;
+        if (err > worst) worst = err, worst_i = i;
+      }
+    }
+    EXPECT_LE(worst, 1.0) << "n=" << n << ": worst at x=" << in[worst_i] << ": " << y[worst_i] << " against "
+                          << cpu::ref::gelu_q8(in[worst_i]) << " (error / tolerance " << worst << ")";
+  }
+}
+
 // Attention against a double reference: encoder shape (1500 x 1500 per
 // head, base), decoder causal steps, and cross-attention.
 // GELU over its whole range, tails included (erf reaches 1 in float at

@@ -24,7 +24,12 @@ namespace ama {
 enum class ComputeType { f32, bf16, int8, int10 };
 const char* compute_type_name(ComputeType t);
 
-enum class Activation { none, gelu };
+// gelu_q8: GELU within 7.9e-5 + 2^-14 |GELU(x)| of the erf form (x sigma
+// of a fitted odd polynomial; cpu kernels.h, kGeluQ8A), at about 60% of
+// the cost, for outputs that the next GEMM quantizes to 8 bits, whose step
+// (a row's range / 255) is far coarser. The int8 encoder's conv1 and MLP up
+// use it.
+enum class Activation { none, gelu, gelu_q8 };
 
 // A LayerNorm of each input row, applied as the row is converted for the
 // GEMM (bf16 rounding or int8 quantization), so that the normalized

@@ -59,7 +59,7 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
   }
   float* conv = mlp_.data();  // conv[0] = 0, conv[1 + f] = frame f of conv1's output
   std::fill_n(conv, n, 0.0f);
-  be_.linear(melt, frames, n_mels, *m_.conv1.w, m_.conv1.bias(), Activation::gelu, false, conv + n, n);
+  be_.linear(melt, frames, n_mels, *m_.conv1.w, m_.conv1.bias(), m_.conv1_act, false, conv + n, n);
 
   // conv2, stride 2: output frame t reads conv1 frames 2t - 1 .. 2t + 1, rows
   // 2t .. 2t + 2 of conv (row stride 2n; the last frame's window ends at
@@ -143,7 +143,7 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
     LinearOutput up;
     up.y = mlp_.data();
     up.ldy = 4 * n;
-    be_.linear_fused(x, ctx, n, &mlp_ln, *L.mlp0.w, L.mlp0.bias(), Activation::gelu, false, up);
+    be_.linear_fused(x, ctx, n, &mlp_ln, *L.mlp0.w, L.mlp0.bias(), m_.encoder_mlp_act, false, up);
     be_.linear(mlp_.data(), ctx, 4 * n, *L.mlp2.w, L.mlp2.bias(), Activation::none, true, x, n);
   }
   be_.layer_norm(x, ctx, n, n, m_.ln_post.gamma.data(), m_.ln_post.beta.data(), kLnEps, x);

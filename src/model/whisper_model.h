@@ -63,6 +63,10 @@ struct WhisperModel {
   Tokenizer tokenizer;
 
   LinearWeights conv1, conv2;  // as GEMMs over [c_in * 3] windows
+  // The GELU of conv1 and of the encoder's MLP up: gelu_q8 where the next
+  // GEMM (conv2, MLP down) quantizes its input to 8 bits (load_weights).
+  Activation conv1_act = Activation::gelu;
+  Activation encoder_mlp_act = Activation::gelu;
   std::vector<float> encoder_pos;  // [n_audio_ctx][n_audio_state]
   std::vector<EncoderLayerWeights> encoder;
   NormWeights ln_post;

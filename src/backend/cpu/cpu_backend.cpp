@@ -437,6 +437,10 @@ class CpuBackend final : public Backend {
                 });
   }
 
+  static cpu::Act to_act(Activation a) {
+    return a == Activation::gelu ? cpu::Act::gelu : a == Activation::gelu_q8 ? cpu::Act::gelu_q8 : cpu::Act::none;
+  }
+
   // Where output row r, column c0 goes: row r of the split block holding
   // column c0 (split: per-layer blocks of the cross K/V), or plain rows.
   static size_t out_at(const LinearOutput& out, size_t r, int c0) {
@@ -455,7 +459,7 @@ class CpuBackend final : public Backend {
     if (out.split > 0 && j / out.split != (j + o.cols - 1) / out.split) return false;
     const size_t at = out_at(out, i, j);
     o.bias = bias ? bias + j : nullptr;
-    o.gelu = act == Activation::gelu;
+    o.act = to_act(act);
     o.accumulate = accumulate;
     if (out.y)
       o.y = out.y + at;
@@ -533,7 +537,7 @@ class CpuBackend final : public Backend {
     const int n = w.n_out;
     const size_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
     const size_t col_blocks = (n + kColBlock - 1) / kColBlock;
-    const bool gelu = act == Activation::gelu;
+    const cpu::Act gelu = to_act(act);
     // Column c0.. of output row r: one run of columns within one split block.
     auto store = [&](float* acc, int r, int c0, int cols) {
       const size_t at = out_at(out, r, c0);

@@ -55,13 +55,19 @@ void pack_i10_panels(const float* w, int n_out, int n_in, uint8_t* dst, float* s
 // w_scale[c] (sx[r] dot_rc + lo[r] col_sum[c]) (int8): the arithmetic of
 // dequant_tile and epilogue_tile. Per-column arrays start at the tile's
 // first column; bias may be null; sx, lo, w_scale and col_sum are for int8.
+// The activation of a GEMM epilogue: none, GELU (the erf form, to a few
+// ulps), or GELU to within 7.9e-5 + 2^-14 |GELU(x)| for outputs that the
+// next GEMM quantizes to 8 bits (kGeluQ8A below; the int8 encoder's conv1
+// and MLP up).
+enum class Act : uint8_t { none, gelu, gelu_q8 };
+
 struct TileOut {
   const float* sx;
   const float* lo;
   const float* w_scale;
   const int32_t* col_sum;
   const float* bias;
-  bool gelu;
+  Act act;
   bool accumulate;
   int cols;  // 1..32
   float* y;           // f32 out, or
@@ -103,7 +109,7 @@ struct KernelTable {
   // GEMM epilogue for a tile (acc rows 32 floats apart, as the tiles write
   // them): y[r * ldy + c] (+)= act(acc[r * 32 + c] + bias[c]) for r < rows,
   // c < cols; bias may be null. acc is left modified.
-  void (*epilogue_tile)(float* acc, int rows, int cols, const float* bias, bool gelu, bool accumulate, float* y,
+  void (*epilogue_tile)(float* acc, int rows, int cols, const float* bias, Act act, bool accumulate, float* y,
                         size_t ldy);
 
   // Activation conversion for the bf16 and int8 GEMMs, one row at a time.
@@ -119,6 +125,7 @@ struct KernelTable {
   void (*axpy)(float a, const float* x, float* y, int n);                 // y += a x
   void (*layer_norm)(const float* x, int n, const float* gamma, const float* beta, float eps, float* y);
   void (*gelu)(float* x, int n);                                           // exact, erf-based
+  void (*gelu_q8)(float* x, int n);  // Act::gelu_q8: within 2^-13 |y| + 1e-6 |x| of ref::gelu_q8
   float (*softmax)(float* x, int n);                                       // in place; returns the max
   float (*exp_sum)(float* x, int n, float sub);                            // x = exp(x - sub); returns sum
   // Attention over bf16 K/V caches: q . bf16(k), and y += a bf16(x).
@@ -172,12 +179,23 @@ const KernelTable& kernel_table(Isa isa);  // isa must be supported
 // them: lets tests check the AMX kernels' data movement on any CPU.
 const KernelTable& kernel_table_amx_emulated();
 
+// GELU for outputs that the next GEMM quantizes to 8 bits (Act::gelu_q8):
+// x sigma(x (a + b x^2 + c x^4)) with x clamped to [-8, 8] inside sigma (the
+// polynomial turns back down past |x| = 11.7; sigma(8 (a + 64 b + 4096 c))
+// is 1 - 8e-15). a, b, c are a minimax fit to the erf form (Nelder-Mead on
+// the max error over [-12, 12] at steps of 0.005): within 7.9e-5 of it for
+// every x, where the tanh form (a = 2 sqrt(2/pi), b = 0.044715 a, c = 0)
+// is within 4.7e-4.
+inline constexpr float kGeluQ8A = 1.596538541603909f, kGeluQ8B = 0.07282316329296615f,
+                       kGeluQ8C = -0.0005347184390897056f;
+
 // Plain scalar references, the baseline every variant is tested against.
 namespace ref {
 void gemm_f32(const float* x, int m, int k, const float* w, int n, float* y);  // y = x W^T, double accumulation
 float dot(const float* a, const float* b, int n);
 void layer_norm(const float* x, int n, const float* gamma, const float* beta, float eps, float* y);
 float gelu(float x);
+float gelu_q8(float x);  // the Act::gelu_q8 formula in double (kGeluQ8*)
 void softmax(float* x, int n);
 }  // namespace ref
 

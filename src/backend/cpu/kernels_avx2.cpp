@@ -116,6 +116,7 @@ const KernelTable& kernel_table_avx2() {
                                 avx2_ns::axpy_generic,
                                 avx2_ns::layer_norm_generic,
                                 avx2_ns::gelu_generic,
+                                avx2_ns::gelu_q8_generic,
                                 avx2_ns::softmax_generic,
                                 avx2_ns::exp_sum_generic,
                                 avx2_ns::dot_bf16_generic,

@@ -61,6 +61,12 @@ void layer_norm(const float* x, int n, const float* gamma, const float* beta, fl
 
 float gelu(float x) { return static_cast<float>(0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)))); }
 
+float gelu_q8(float x) {
+  const double xc = std::isnan(x) ? x : std::clamp(static_cast<double>(x), -8.0, 8.0), x2 = xc * xc;
+  const double t = xc * (kGeluQ8A + x2 * (kGeluQ8B + x2 * static_cast<double>(kGeluQ8C)));
+  return static_cast<float>(x / (1.0 + std::exp(-t)));
+}
+
 void softmax(float* x, int n) {
   double mx = -INFINITY;
   for (int i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);

@@ -47,6 +47,7 @@ const KernelTable& kernel_table_scalar() {
                                 scalar_ns::axpy_generic,
                                 scalar_ns::layer_norm_generic,
                                 scalar_ns::gelu_generic,
+                                scalar_ns::gelu_q8_generic,
                                 scalar_ns::softmax_generic,
                                 scalar_ns::exp_sum_generic,
                                 scalar_ns::dot_bf16_generic,
