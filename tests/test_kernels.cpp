@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -282,6 +283,60 @@ TEST_P(Kernels, RowOpsMatchReference) {
     cpu::ref::softmax(sr.data(), n);
     for (int i = 0; i < n; ++i)
       ASSERT_NEAR(s[i], sr[i], (n + 8) * kU * sr[i] + 1e-38) << "softmax at element " << i;
+  }
+}
+
+// The activation quantizers of the integer GEMMs (u8, and 16 bits as two
+// u8 digits) give every ISA the portable kernel's bytes, scale and offset:
+// the integer products are exact, so equal codes mean equal GEMM results
+// everywhere. Rows of every tail length around a vector, Whisper's widths,
+// exact ties (x - lo = k + 1/2 steps: round half to even), and rows holding
+// NaN or infinities.
+TEST_P(Kernels, QuantizeRowsMatchThePortableRule) {
+  const cpu::KernelTable& k = cpu::kernel_table(GetParam());
+  const cpu::KernelTable& scalar = cpu::kernel_table(Isa::scalar);
+  std::vector<std::vector<float>> rows;
+  for (int n : {1, 2, 15, 16, 17, 31, 33, 240, 512, 1536, 2048, 2051}) {
+    rows.push_back(random_vec(n, 70 + n, 1.5f));
+    for (float& v : rows.back()) v += 0.3f;  // rows off centre, as after LayerNorm's beta
+  }
+  std::vector<float> ties;
+  for (int i = 0; i <= 255; ++i) ties.push_back(static_cast<float>(i) + (i % 3 == 0 ? 0.0f : 0.5f));
+  rows.push_back(ties);  // lo 0, hi 255: a step of exactly 1
+  for (float special : {NAN, INFINITY, -INFINITY}) {
+    auto r = random_vec(37, 7, 1.0f);
+    r[5] = special;
+    rows.push_back(r);
+    r[0] = special;  // first: the min/max scan starts from it
+    rows.push_back(r);
+  }
+  rows.push_back(std::vector<float>(19, 3.25f));  // constant: scale 1
+  for (size_t t = 0; t < rows.size(); ++t) {
+    const std::vector<float>& x = rows[t];
+    const int n = static_cast<int>(x.size());
+    SCOPED_TRACE("row " + std::to_string(t) + ", n=" + std::to_string(n));
+    std::vector<uint8_t> got(n), want(n), got_lo(n), want_lo(n);
+    float gs, gl, ws, wl;
+    k.quantize_u8_row(x.data(), n, got.data(), &gs, &gl);
+    scalar.quantize_u8_row(x.data(), n, want.data(), &ws, &wl);
+    EXPECT_EQ(std::memcmp(&gs, &ws, 4), 0) << "u8 scale " << gs << " against " << ws;
+    EXPECT_EQ(std::memcmp(&gl, &wl, 4), 0) << "u8 offset " << gl << " against " << wl;
+    for (int i = 0; i < n; ++i)
+      ASSERT_EQ(got[i], want[i]) << "u8 element " << i << " of " << n << " (x = " << x[i] << ")";
+    k.quantize_u16_row(x.data(), n, got.data(), got_lo.data(), &gs, &gl);
+    scalar.quantize_u16_row(x.data(), n, want.data(), want_lo.data(), &ws, &wl);
+    EXPECT_EQ(std::memcmp(&gs, &ws, 4), 0) << "u16 scale " << gs << " against " << ws;
+    EXPECT_EQ(std::memcmp(&gl, &wl, 4), 0) << "u16 offset " << gl << " against " << wl;
+    for (int i = 0; i < n; ++i)
+      ASSERT_EQ(256 * got[i] + got_lo[i], 256 * want[i] + want_lo[i]) << "u16 element " << i << " of " << n << " (x = " << x[i] << ")";
+  }
+  // The tie row's codes are the rule's: half steps to the even neighbour.
+  std::vector<uint8_t> q(ties.size());
+  float sc, lo;
+  k.quantize_u8_row(ties.data(), static_cast<int>(ties.size()), q.data(), &sc, &lo);
+  for (int i = 0; i <= 255; ++i) {
+    const int want = i % 3 == 0 ? i : (i % 2 == 0 ? i : i + 1);
+    ASSERT_EQ(q[i], want) << "tie at x = " << ties[i];
   }
 }
 

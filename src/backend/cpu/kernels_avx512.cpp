@@ -112,6 +112,55 @@ static void gelu_q8_avx512(float* x, int n) {
 #undef AMA_GELU_ROW
 #undef AMA_GELU_Q8_ROW
 
+// quantize_u{8,16}_row: the portable rule (kernels_generic.inc) in five
+// instructions per 16 values: (x - lo) * inv as two roundings, as there;
+// vmaxps against 0 (a NaN becomes 0, as the portable cast gives it);
+// vcvtps2dq rounding to nearest even (round_even: exact below 2^22); and
+// vpmovusdb's unsigned saturation for the clamp at the top (t >= 255.5 and
+// +inf, which converts to 0x80000000, give 255 as the portable clamp
+// does). Bitwise equal to the portable kernel (QuantizeRowsMatchThePortableRule,
+// test_kernels.cpp). GCC 12's vectorization of the portable loop took ~18
+// instructions per 16 values, mostly mask-register moves: base's MLP down
+// (1500 x 2048 x 512, int8) spent 11% of its time quantizing its input.
+static inline __m512i quantize_steps16(__m512 x, __m512 lo, __m512 inv) {
+  const __m512 t = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(x, lo), inv), _mm512_setzero_ps());
+  return _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+static void quantize_u8_row_avx512(const float* x, int n, uint8_t* out, float* scale, float* lo_out) {
+  float lo, hi;
+  min_max_generic(x, n, &lo, &hi);
+  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / s;
+  const __m512 vlo = _mm512_set1_ps(lo), vinv = _mm512_set1_ps(inv);
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtusepi32_epi8(quantize_steps16(_mm512_loadu_ps(x + i), vlo, vinv)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtusepi32_epi8(quantize_steps16(_mm512_maskz_loadu_ps(m, x + i), vlo, vinv)));
+  }
+  *scale = s;
+  *lo_out = lo;
+}
+
+static void quantize_u16_row_avx512(const float* x, int n, uint8_t* hi_digit, uint8_t* lo_digit, float* scale,
+                                    float* lo_out) {
+  float lo, hi;
+  min_max_generic(x, n, &lo, &hi);
+  const float s = hi > lo ? (hi - lo) / 65535.0f : 1.0f, inv = 1.0f / s;
+  const __m512 vlo = _mm512_set1_ps(lo), vinv = _mm512_set1_ps(inv);
+  const __m512i top = _mm512_set1_epi32(65535);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+    // Unsigned minimum with 65535: the clamp at the top (+inf's 0x80000000 included).
+    const __m512i u = _mm512_min_epu32(quantize_steps16(_mm512_maskz_loadu_ps(m, x + i), vlo, vinv), top);
+    _mm_mask_storeu_epi8(hi_digit + i, m, _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 8)));
+    _mm_mask_storeu_epi8(lo_digit + i, m, _mm512_cvtepi32_epi8(_mm512_and_si512(u, _mm512_set1_epi32(255))));
+  }
+  *scale = s;
+  *lo_out = lo;
+}
+
 // TileOut's epilogue, in registers: the column vectors of a tile (loaded
 // once), then each row's two accumulators, as f32 (dequantized for int8).
 struct TileCols {
@@ -669,8 +718,8 @@ const KernelTable& kernel_table_avx512() {
       cpu_features().avx512_vnni ? avx512_ns::gemm_i10_tile : avx512_ns::gemm_i10_tile_generic,
       avx512_ns::epilogue_tile_generic,
       avx512_ns::to_bf16_row_generic,
-      avx512_ns::quantize_u8_row_generic,
-      avx512_ns::quantize_u16_row_generic,
+      avx512_ns::quantize_u8_row_avx512,
+      avx512_ns::quantize_u16_row_avx512,
       "rowops_f32__avx512",
       avx512_ns::dot_generic,
       avx512_ns::axpy_generic,
