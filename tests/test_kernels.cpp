@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -286,13 +287,13 @@ TEST_P(Kernels, RowOpsMatchReference) {
   }
 }
 
-// The activation quantizers of the integer GEMMs (u8, and 16 bits as two
-// u8 digits) give every ISA the portable kernel's bytes, scale and offset:
-// the integer products are exact, so equal codes mean equal GEMM results
-// everywhere. Rows of every tail length around a vector, Whisper's widths,
+// The activation conversions of the GEMMs (bf16 rounding; the integer
+// GEMMs' quantizers, u8 and 16 bits as two u8 digits) give every ISA the
+// portable kernel's bits, scale and offset: the integer products are exact,
+// so equal codes mean equal GEMM results everywhere. Rows of every tail length around a vector, Whisper's widths,
 // exact ties (x - lo = k + 1/2 steps: round half to even), and rows holding
 // NaN or infinities.
-TEST_P(Kernels, QuantizeRowsMatchThePortableRule) {
+TEST_P(Kernels, RowConversionsMatchThePortableRule) {
   const cpu::KernelTable& k = cpu::kernel_table(GetParam());
   const cpu::KernelTable& scalar = cpu::kernel_table(Isa::scalar);
   std::vector<std::vector<float>> rows;
@@ -311,6 +312,10 @@ TEST_P(Kernels, QuantizeRowsMatchThePortableRule) {
     rows.push_back(r);
   }
   rows.push_back(std::vector<float>(19, 3.25f));  // constant: scale 1
+  // bf16 ties (half way between two bf16 values: to the even one), a
+  // denormal, the largest float (rounds to inf), and a signalling NaN.
+  rows.push_back({1.00390625f, 1.01171875f, -1.00390625f, 1e-40f, -1e-40f, 3.4028235e38f, 0.0f, -0.0f,
+                  std::numeric_limits<float>::signaling_NaN(), 2.0f, 1.0f, 5.0f, 7.0f, 9.0f, 11.0f, 13.0f, 15.0f});
   for (size_t t = 0; t < rows.size(); ++t) {
     const std::vector<float>& x = rows[t];
     const int n = static_cast<int>(x.size());
@@ -323,6 +328,10 @@ TEST_P(Kernels, QuantizeRowsMatchThePortableRule) {
     EXPECT_EQ(std::memcmp(&gl, &wl, 4), 0) << "u8 offset " << gl << " against " << wl;
     for (int i = 0; i < n; ++i)
       ASSERT_EQ(got[i], want[i]) << "u8 element " << i << " of " << n << " (x = " << x[i] << ")";
+    std::vector<uint16_t> b16(n), want16(n);
+    k.to_bf16_row(x.data(), n, b16.data());
+    scalar.to_bf16_row(x.data(), n, want16.data());
+    for (int i = 0; i < n; ++i) ASSERT_EQ(b16[i], want16[i]) << "bf16 element " << i << " of " << n << " (x = " << x[i] << ")";
     k.quantize_u16_row(x.data(), n, got.data(), got_lo.data(), &gs, &gl);
     scalar.quantize_u16_row(x.data(), n, want.data(), want_lo.data(), &ws, &wl);
     EXPECT_EQ(std::memcmp(&gs, &ws, 4), 0) << "u16 scale " << gs << " against " << ws;
