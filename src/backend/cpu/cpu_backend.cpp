@@ -414,6 +414,8 @@ class CpuBackend final : public Backend {
                  const LinearOutput& out) {
     const int kp = cpu::bf16_k_pairs(b.n_in);
     const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
+    // K's own pairs where the kernels take any count (see integer_linear).
+    const int kp_run = kt.isa != Isa::amx ? (b.n_in + 1) / 2 : kp;
     auto rows_at = [&](int r) { return r < m_main ? xa + r * lda : xt + (r - m_main) * ldt; };
     gemm_driver(m, kt.gemm_bf16_rows, b, bias, act, accumulate, out,
                 [&](int i, int rows, int j, int n_panels, float* acc) {
@@ -425,14 +427,14 @@ class CpuBackend final : public Backend {
                     if (!kt.gemm_bf16_tile_out || !tile_out(out, i, j, n_panels, b.n_out, bias, act, accumulate, o))
                       return false;
                     const int split = std::clamp(m_main - i, 0, rows);
-                    if (split > 0) kt.gemm_bf16_tile_out(rows_at(i), lda, split, panels, stride, n_panels, kp, o);
+                    if (split > 0) kt.gemm_bf16_tile_out(rows_at(i), lda, split, panels, stride, n_panels, kp_run, o);
                     if (split < rows) {
                       tile_out(out, i + split, j, n_panels, b.n_out, bias, act, accumulate, o);
-                      kt.gemm_bf16_tile_out(rows_at(i + split), ldt, rows - split, panels, stride, n_panels, kp, o);
+                      kt.gemm_bf16_tile_out(rows_at(i + split), ldt, rows - split, panels, stride, n_panels, kp_run, o);
                     }
                     return true;
                   }
-                  kt.gemm_bf16_tile(rows_at(i), i < m_main ? lda : ldt, rows, panels, stride, n_panels, kp, acc);
+                  kt.gemm_bf16_tile(rows_at(i), i < m_main ? lda : ldt, rows, panels, stride, n_panels, kp_run, acc);
                   return false;
                 });
   }
@@ -485,6 +487,11 @@ class CpuBackend final : public Backend {
     const int k = w.n_in;
     const int kq = cpu::i8_k_quads(k);
     const size_t ldq = 4 * static_cast<size_t>(kq);
+    // The quads the kernels run: K's own on AVX-512 and below, whose loops
+    // take any count (the padding to 16 quads is zeros, so stopping early
+    // is exact); the padded count for the AMX tiles (16 quads a tile) and
+    // the int10 kernel (groups of 4). conv1's K = 240: 60 quads, not 64.
+    const int kq_run = digits == 1 && kt.isa != Isa::amx ? (k + 3) / 4 : kq;
     const int tile_rows = tile_digit_rows / digits;
     // Zero digit rows up to the tile height past the last real row (AMX
     // tiles always read 32 rows).
@@ -514,11 +521,11 @@ class CpuBackend final : public Backend {
         o.lo = lo_x + i;
         o.w_scale = w_scale + j;
         o.col_sum = col_sum + j;
-        fused_i8(xq + static_cast<size_t>(i) * ldq, ldq, rows, j, n_panels, kq, o);
+        fused_i8(xq + static_cast<size_t>(i) * ldq, ldq, rows, j, n_panels, kq_run, o);
         return true;
       }
       alignas(64) int32_t iacc[cpu::kGemmMaxRows * 32];
-      tile(xq + static_cast<size_t>(i) * digits * ldq, ldq, rows * digits, j, n_panels, kq, iacc);
+      tile(xq + static_cast<size_t>(i) * digits * ldq, ldq, rows * digits, j, n_panels, kq_run, iacc);
       const int cols = std::min(16 * n_panels, w.n_out - j);
       kt.dequant_tile(iacc, rows, digits, cols, sx + i, lo_x + i, w_scale + j, col_sum + j, acc);
       return false;
