@@ -90,21 +90,22 @@ static inline __m512 gelu_q8_16(__m512 x) {
   return _mm512_mul_ps(x, _mm512_rcp14_ps(d));
 }
 
-static void gelu_avx512(float* x, int n) {
+// x[i] = f(x[i]) over a row, 16 values at a time, the tail masked.
+template <typename F>
+static inline void map_row(float* x, int n, const F& f) {
   int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, gelu16(_mm512_loadu_ps(x + i)));
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i)));
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(x + i, m, gelu16(_mm512_maskz_loadu_ps(m, x + i)));
+    _mm512_mask_storeu_ps(x + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
+
+static void gelu_avx512(float* x, int n) {
+  map_row(x, n, [](__m512 v) { return gelu16(v); });
+}
 static void gelu_q8_avx512(float* x, int n) {
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, gelu_q8_16(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(x + i, m, gelu_q8_16(_mm512_maskz_loadu_ps(m, x + i)));
-  }
+  map_row(x, n, [](__m512 v) { return gelu_q8_16(v); });
 }
 #define AMA_GELU_ROW gelu_avx512
 #define AMA_GELU_Q8_ROW gelu_q8_avx512
