@@ -159,7 +159,9 @@ TEST(Scheduler, SegmentsStreamInTimeOrderAndEqualTheResult) {
   ASSERT_EQ(streamed.size(), r->transcript.segments.size());
   for (size_t i = 0; i < streamed.size(); ++i) {
     EXPECT_EQ(streamed[i].text, r->transcript.segments[i].text);
-    if (i) EXPECT_GE(streamed[i].start, streamed[i - 1].start);
+    if (i) {
+      EXPECT_GE(streamed[i].start, streamed[i - 1].start);
+    }
   }
 }
 

@@ -115,9 +115,15 @@ TEST(TranscribeCli, StrategiesPromptsAndLanguages) {
     auto r = transcribe(jfk() + " -f verbose_json,srt -o " + out + args + speed);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto v = nlohmann::json::parse(slurp(out + ".verbose.json"));
-    if (args.find("translate") != std::string::npos) EXPECT_EQ(v["task"], "translate");
-    if (args.find("--language") != std::string::npos) EXPECT_EQ(v["language"], "english");
-    if (args.find("highlight") != std::string::npos) EXPECT_NE(slurp(out + ".srt").find("<u>"), std::string::npos);
+    if (args.find("translate") != std::string::npos) {
+      EXPECT_EQ(v["task"], "translate");
+    }
+    if (args.find("--language") != std::string::npos) {
+      EXPECT_EQ(v["language"], "english");
+    }
+    if (args.find("highlight") != std::string::npos) {
+      EXPECT_NE(slurp(out + ".srt").find("<u>"), std::string::npos);
+    }
   }
 }
 

@@ -91,10 +91,11 @@ TEST(UnpackRows, EveryFormatGivesThePackedValues) {
       }
       // The expected values are not the input itself except at f32, so the
       // test sees the format's rounding (and the zero row stays zero).
-      if (ct == ComputeType::f32)
+      if (ct == ComputeType::f32) {
         EXPECT_EQ(rounded, 0);
-      else if (s.n_out * s.n_in > 50)
+      } else if (s.n_out * s.n_in > 50) {
         EXPECT_GT(rounded, s.n_out * s.n_in / 4);
+      }
     }
 }
 
