@@ -20,17 +20,19 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/half.h"
+#include "backend_variants.h"
 
 namespace ama {
 namespace {
+
+using test::all_variants;
+using test::variant_name;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-constexpr int kAmxEmulated = 4;  // variant: the AMX kernels on the scalar tile model
 
 std::vector<uint16_t> random_bf16(size_t n, unsigned seed, float scale) {
   std::mt19937 g(seed);
@@ -45,8 +47,6 @@ std::vector<float> widen(const std::vector<uint16_t>& x) {
   for (size_t i = 0; i < x.size(); ++i) r[i] = bf16_to_f32(x[i]);
   return r;
 }
-
-std::string variant_name(int v) { return v == kAmxEmulated ? "amx_emulated" : isa_name(static_cast<Isa>(v)); }
 
 // The first element where got (bf16) differs from the rounding of want
 // (f32), with the largest relative difference among all that differ; empty
@@ -91,28 +91,7 @@ std::string compare_equal(const float* got, const float* want, size_t ld, int ro
   return s.str();
 }
 
-class Bf16Handoff : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    const Isa isa = GetParam() == kAmxEmulated ? Isa::avx512 : static_cast<Isa>(GetParam());
-    if (!isa_supported(isa)) GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU";
-  }
-  std::unique_ptr<Backend> backend(ComputeType ct) {
-    CpuBackendOptions o;
-    o.n_threads = 2;
-    o.compute = ct;
-    if (GetParam() == kAmxEmulated) {
-      o.emulate_amx = true;
-    } else {
-      o.force_isa = true;
-      o.isa = static_cast<Isa>(GetParam());
-    }
-    auto b = make_cpu_backend(o);
-    EXPECT_TRUE(b.ok()) << b.message();
-    return b.ok() ? std::move(b.value()) : nullptr;
-  }
-  bool emulated() const { return GetParam() == kAmxEmulated; }
-};
+class Bf16Handoff : public test::BackendVariantTest {};
 
 struct AttnShape {
   int n_q, n_kv, n_head, d_head;
@@ -298,9 +277,7 @@ TEST(Bf16HandoffDeathTest, AttentionMixedRejectsAmbiguousOperands) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Bf16Handoff,
-                         ::testing::Values(static_cast<int>(Isa::scalar), static_cast<int>(Isa::avx2),
-                                           static_cast<int>(Isa::avx512), static_cast<int>(Isa::amx), kAmxEmulated),
-                         [](const auto& info) { return variant_name(info.param); });
+                         all_variants(), [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace
 }  // namespace ama

@@ -22,13 +22,16 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/half.h"
 #include "model/whisper_model.h"
+#include "backend_variants.h"
 #include "test_util.h"
 
 namespace ama {
 namespace {
 
+using test::all_variants;
+using test::variant_name;
+
 constexpr double kU = 1.0 / 16777216.0;  // 2^-24, float32's unit roundoff
-constexpr int kAmxEmulated = 4;          // variant: the AMX kernels on the scalar tile model
 constexpr float kEps = 1e-5f;
 
 std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f, float mean = 0.0f) {
@@ -39,29 +42,7 @@ std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f, float
   return v;
 }
 
-std::string variant_name(int v) { return v == kAmxEmulated ? "amx_emulated" : isa_name(static_cast<Isa>(v)); }
-
-class FusedOps : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    const Isa isa = GetParam() == kAmxEmulated ? Isa::avx512 : static_cast<Isa>(GetParam());
-    if (!isa_supported(isa)) GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU";
-  }
-  std::unique_ptr<Backend> backend(ComputeType ct, int threads = 2) {
-    CpuBackendOptions o;
-    o.n_threads = threads;
-    o.compute = ct;
-    if (GetParam() == kAmxEmulated) {
-      o.emulate_amx = true;
-    } else {
-      o.force_isa = true;
-      o.isa = static_cast<Isa>(GetParam());
-    }
-    auto b = make_cpu_backend(o);
-    EXPECT_TRUE(b.ok()) << b.message();
-    return b.ok() ? std::move(b.value()) : nullptr;
-  }
-};
+class FusedOps : public test::BackendVariantTest {};
 
 struct Case {
   int m, k, n;
@@ -478,9 +459,7 @@ TEST_P(FusedOps, LoadedModelIsStacked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, FusedOps,
-                         ::testing::Values(static_cast<int>(Isa::scalar), static_cast<int>(Isa::avx2),
-                                           static_cast<int>(Isa::avx512), static_cast<int>(Isa::amx), kAmxEmulated),
-                         [](const auto& info) { return variant_name(info.param); });
+                         all_variants(), [](const auto& info) { return variant_name(info.param); });
 
 }  // namespace
 }  // namespace ama

@@ -10,14 +10,18 @@
 #include "decode/transcriber.h"
 #include "model/ggml_file.h"
 #include "model/whisper_model.h"
+#include "backend_variants.h"
 #include "test_util.h"
 
 namespace ama {
 namespace {
 
+using test::kAmxEmulated;
 using test::max_abs_diff;
 using test::read_f32;
 using test::shared;
+using test::variant_isa;
+using test::variant_name;
 
 // Tolerances from ../shared/oracle/README.md.
 constexpr double kMelTol = 1e-4, kEncoderTol = 2e-3, kLogitsTol = 1e-2;
@@ -109,16 +113,12 @@ TEST_P(Oracle, LogitsThroughCli) {
 
 // The API checks run once per (model, ISA), so that an ISA this CPU lacks
 // shows in ctest as a skipped test rather than as a printed line inside a
-// passing one. Variant kAmxEmulated is the AMX kernels on the scalar model
-// of the tiles, which runs on the AVX-512 kernels.
-constexpr int kAmxEmulated = 4;
-
-std::string variant_name(int v) { return v == kAmxEmulated ? "amx_emulated" : isa_name(static_cast<Isa>(v)); }
+// passing one (tests/backend_variants.h).
 
 class OracleIsa : public ::testing::TestWithParam<std::tuple<std::string, int>> {
  protected:
   void SetUp() override {
-    const Isa isa = variant() == kAmxEmulated ? Isa::avx512 : static_cast<Isa>(variant());
+    const Isa isa = variant_isa(variant());
     if (!isa_supported(isa))
       GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU"
                    << (variant() == kAmxEmulated ? " (AMX emulation runs on the AVX-512 kernels)" : "");
