@@ -27,6 +27,14 @@ inline std::string variant_name(int v) { return v == kAmxEmulated ? "amx_emulate
 // The ISA that variant v needs from this CPU.
 inline Isa variant_isa(int v) { return v == kAmxEmulated ? Isa::avx512 : static_cast<Isa>(v); }
 
+// Why this CPU cannot run variant v; empty when it can.
+inline std::string variant_unsupported(int v) {
+  const Isa isa = variant_isa(v);
+  if (isa_supported(isa)) return "";
+  return "ISA " + std::string(isa_name(isa)) + " is not supported by this CPU" +
+         (v == kAmxEmulated ? " (AMX emulation runs on the AVX-512 kernels)" : "");
+}
+
 // A backend on variant v; null, with a failed expectation, if it cannot be made.
 inline std::unique_ptr<Backend> variant_backend(int v, ComputeType ct, int threads = 2) {
   CpuBackendOptions o;
@@ -47,10 +55,7 @@ inline std::unique_ptr<Backend> variant_backend(int v, ComputeType ct, int threa
 class BackendVariantTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
-    const Isa isa = variant_isa(GetParam());
-    if (!isa_supported(isa))
-      GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU"
-                   << (GetParam() == kAmxEmulated ? " (AMX emulation runs on the AVX-512 kernels)" : "");
+    if (const std::string why = variant_unsupported(GetParam()); !why.empty()) GTEST_SKIP() << why;
   }
   std::unique_ptr<Backend> backend(ComputeType ct, int threads = 2) const {
     return variant_backend(GetParam(), ct, threads);

@@ -20,7 +20,6 @@ using test::kAmxEmulated;
 using test::max_abs_diff;
 using test::read_f32;
 using test::shared;
-using test::variant_isa;
 using test::variant_name;
 
 // Tolerances from ../shared/oracle/README.md.
@@ -118,10 +117,7 @@ TEST_P(Oracle, LogitsThroughCli) {
 class OracleIsa : public ::testing::TestWithParam<std::tuple<std::string, int>> {
  protected:
   void SetUp() override {
-    const Isa isa = variant_isa(variant());
-    if (!isa_supported(isa))
-      GTEST_SKIP() << "ISA " << isa_name(isa) << " is not supported by this CPU"
-                   << (variant() == kAmxEmulated ? " (AMX emulation runs on the AVX-512 kernels)" : "");
+    if (const std::string why = test::variant_unsupported(variant()); !why.empty()) GTEST_SKIP() << why;
   }
   const std::string& model() const { return std::get<0>(GetParam()); }
   int variant() const { return std::get<1>(GetParam()); }
