@@ -41,6 +41,26 @@ struct PreNorm {
   float eps = 1e-5f;
 };
 
+class PackedMatrix;
+
+// The weights of Backend::mlp_block: LayerNorm (may be null), the MLP's up
+// and down projections, and optionally the attention's output projection
+// before them, on the attention's output att [m][ld_att] in bf16 (as
+// attention_mixed writes it) or in f32.
+struct MlpBlock {
+  const PreNorm* norm = nullptr;
+  const PackedMatrix* up = nullptr;
+  const float* up_bias = nullptr;
+  Activation act = Activation::gelu;
+  const PackedMatrix* down = nullptr;
+  const float* down_bias = nullptr;
+  const PackedMatrix* out_proj = nullptr;  // null: no output projection
+  const float* out_bias = nullptr;
+  const uint16_t* att_bf16 = nullptr;  // one of these with out_proj
+  const float* att = nullptr;
+  int ld_att = 0;
+};
+
 // Where a linear's outputs go: f32 (y) or bf16 (y_bf16, rounded to nearest
 // even; no accumulate), exactly one of them. With split > 0 the output
 // columns are blocks of `split` and column c of row r lands at
@@ -135,6 +155,16 @@ class Backend {
   // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of n.
   virtual void layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta, float eps,
                           float* y) = 0;
+
+  // The position-wise half of a transformer block, in place on x [m][ldx]
+  // (n = up.n_in = down.n_out columns), row by row:
+  //   x += att W_o^T + b_o            (when MlpBlock::out_proj is set), then
+  //   x += act(LN(x) W_up^T + b_up) W_down^T + b_down.
+  // Equal bit for bit to linear_bf16_in (or linear) and then linear_fused
+  // and linear through a [m][4n] hidden matrix. Rows are independent, so a
+  // backend may run them in chunks that keep the hidden rows in cache (see
+  // the CPU backend).
+  virtual void mlp_block(float* x, int m, int ldx, const MlpBlock& b) = 0;
 
   // Multi-head attention: q [n_q][ld_q], k and v [n_kv][ld_kv], heads of
   // d_head side by side. Scores are q.k * d_head^-0.5 (Whisper scales q and

@@ -45,6 +45,17 @@ inline void check_attention_operands(const void* q, const void* q_bf16, const vo
   AMA_CHECK((out != nullptr) != (out_bf16 != nullptr));
 }
 
+// mlp_block: x [m][ldx] of n = up's inputs = down's outputs columns, down
+// reading up's outputs, the norm whole, and the output projection (n x n)
+// with exactly one input.
+inline void check_mlp_block(const float* x, int m, int ldx, bool have_up_down, int up_in, int up_out, int down_in,
+                            int down_out, bool norm_ok, bool have_proj, int proj_in, int proj_out, bool one_att,
+                            int ld_att) {
+  AMA_CHECK(x != nullptr && have_up_down && m >= 0 && norm_ok);
+  AMA_CHECK(up_in > 0 && up_out > 0 && down_in == up_out && down_out == up_in && ldx >= up_in);
+  AMA_CHECK(!have_proj || (proj_out == up_in && proj_in > 0 && one_att && ld_att >= proj_in));
+}
+
 inline void check_layer_norm(const float* x, int m, int n, int ld, const float* gamma, const float* beta,
                              const float* y) {
   AMA_CHECK(x != nullptr && y != nullptr && gamma != nullptr && beta != nullptr);

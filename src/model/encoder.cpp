@@ -19,15 +19,12 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
   // with a zero row before the first frame (and, for conv1, after the last).
   // The im2col copies this replaces (a zero fill and a strided copy of
   // 3 x 1500 x 512 floats for base's conv2) ran on one thread.
-  // Buffers: the blocks' are sized first and the convolutions borrow them.
   // At bf16/int8 compute the attention's operands and output are bf16 (the
   // Q/K/V GEMMs write bf16, the attention rounds its rows, the output
   // projection reads them as they are: no pass that only converts), in
   // qkv16_ ([ctx][3 n]) and att16_; f32 compute keeps them f32 in qkv_ and
-  // att_. conv1's output [2 ctx + 1][n] goes in mlp_ ([ctx][4 n]) and its
-  // input [2 ctx + 2][n_mels] in qkv_ (f32 compute) or in mlp_ after the
-  // output: either fits when n_mels < n (every Whisper: 80 or 128 mels,
-  // n >= 384); custom test shapes get their own buffer.
+  // att_. The MLP's hidden rows are the backend's (mlp_block). conv_ holds
+  // conv1's output [2 ctx + 1][n] and then its input [2 ctx + 2][n_mels].
   const bool bf16_att = be_.compute_type() != ComputeType::f32;
   const size_t qkv_size = static_cast<size_t>(ctx) * n * 3;
   if (bf16_att) {
@@ -37,18 +34,10 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
     qkv_.resize(qkv_size);
     att_.resize(static_cast<size_t>(ctx) * n);
   }
-  mlp_.resize(static_cast<size_t>(ctx) * n * 4);
   const size_t mel_rows = static_cast<size_t>(frames) + 2;
   const size_t conv1_size = (static_cast<size_t>(frames) + 1) * n;
-  float* melt = nullptr;
-  if (!bf16_att && mel_rows * n_mels <= qkv_.size())
-    melt = qkv_.data();
-  else if (bf16_att && conv1_size + mel_rows * n_mels <= mlp_.size())
-    melt = mlp_.data() + conv1_size;
-  else {
-    cols_.resize(mel_rows * n_mels);
-    melt = cols_.data();
-  }
+  conv_.resize(conv1_size + mel_rows * n_mels);
+  float* melt = conv_.data() + conv1_size;
   // conv1: melt[1 + f][c] = mel[c][f], zero rows at f = -1 and f = frames;
   // output frame t reads rows t .. t + 2 (frames t - 1 .. t + 1).
   std::fill_n(melt, n_mels, 0.0f);
@@ -57,7 +46,7 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
     const float* src = mel + static_cast<size_t>(c) * ld;
     for (int f = 0; f < frames; ++f) melt[(static_cast<size_t>(f) + 1) * n_mels + c] = src[f];
   }
-  float* conv = mlp_.data();  // conv[0] = 0, conv[1 + f] = frame f of conv1's output
+  float* conv = conv_.data();  // conv[0] = 0, conv[1 + f] = frame f of conv1's output
   std::fill_n(conv, n, 0.0f);
   be_.linear(melt, frames, n_mels, *m_.conv1.w, m_.conv1.bias(), m_.conv1_act, false, conv + n, n);
 
@@ -128,23 +117,25 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
       io.q_bf16 = q16, io.ld_q = ld_qkv, io.k_bf16 = q16 + k_at, io.v_bf16 = q16 + v_at, io.ld_kv = ld_qkv;
       io.out_bf16 = att16_.data(), io.ld_out = n;
       be_.attention_mixed(io, ctx, ctx, n_head, d_head, false, 0);
-      LinearOutput o;
-      o.y = x;
-      o.ldy = n;
-      be_.linear_bf16_in(att16_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, o);
     } else {
       be_.attention(q, ctx, ld_qkv, q + k_at, q + v_at, ctx, ld_qkv, n_head, d_head, false, 0, att_.data(), n);
-      be_.linear(att_.data(), ctx, n, *L.attn.out.w, L.attn.out.bias(), Activation::none, true, x, n);
     }
 
-    // MLP: LayerNorm in the up GEMM's conversion, GELU and bias in its
-    // epilogue, the residual add in the down GEMM's epilogue.
+    // The rest of the block, row by row (Backend::mlp_block): the output
+    // projection with the residual add in its epilogue, then the MLP with
+    // LayerNorm in the up GEMM's conversion, GELU and bias in its epilogue,
+    // the residual add in the down GEMM's.
     const PreNorm mlp_ln{L.mlp_ln.gamma.data(), L.mlp_ln.beta.data(), kLnEps};
-    LinearOutput up;
-    up.y = mlp_.data();
-    up.ldy = 4 * n;
-    be_.linear_fused(x, ctx, n, &mlp_ln, *L.mlp0.w, L.mlp0.bias(), m_.encoder_mlp_act, false, up);
-    be_.linear(mlp_.data(), ctx, 4 * n, *L.mlp2.w, L.mlp2.bias(), Activation::none, true, x, n);
+    MlpBlock mb;
+    mb.norm = &mlp_ln;
+    mb.up = L.mlp0.w.get(), mb.up_bias = L.mlp0.bias(), mb.act = m_.encoder_mlp_act;
+    mb.down = L.mlp2.w.get(), mb.down_bias = L.mlp2.bias();
+    mb.out_proj = L.attn.out.w.get(), mb.out_bias = L.attn.out.bias(), mb.ld_att = n;
+    if (bf16_att)
+      mb.att_bf16 = att16_.data();
+    else
+      mb.att = att_.data();
+    be_.mlp_block(x, ctx, n, mb);
   }
   be_.layer_norm(x, ctx, n, n, m_.ln_post.gamma.data(), m_.ln_post.beta.data(), kLnEps, x);
 }

@@ -21,7 +21,7 @@ class Encoder {
  private:
   const WhisperModel& m_;
   Backend& be_;
-  std::vector<float> cols_, h_, qkv_, att_, mlp_;  // cols_, h_: custom shapes only; att_: f32 compute only
+  std::vector<float> conv_, h_, qkv_, att_;  // h_: unstacked projections only; att_: f32 compute only
   std::vector<uint16_t> qkv16_, att16_;            // the attention's bf16 operands and output (bf16, int8 compute)
 };
 
