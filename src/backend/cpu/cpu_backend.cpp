@@ -346,14 +346,17 @@ class CpuBackend final : public Backend {
   // the two GEMMs went through a [1500][2048] f32 matrix (12 MB per layer,
   // written by MLP up, read back by MLP down's quantization from L3) with
   // a wait for both threads after each step. Each chunk reads all the
-  // block's weights again (2.5 MB at base, from L3, which holds them).
+  // block's weights again (2.5 MB at base, from L3, which holds them), so
+  // only blocks up to kRowChunkMaxWeightBytes run so (tiny and base).
   // Measured (base, 2 threads, AMD EPYC Zen 4, encoder sections timed over
   // 20-run benches, alternated): the MLP 51.4-52.6 ms per window in two
   // GEMMs, 48.4-49.6 in chunks of 16 to 40 rows (chunks of 48 and 96:
   // 49.7-50.9); the output projection and the MLP 61.3-62.2 ms, 60.8-61.6
   // in chunks. The whole encoder (bench, 8 x 20 runs per binary,
   // alternated): fastest 152.1 -> 150.6 ms, p25 153.6 -> 152.9, median
-  // 154.9 -> 154.0. Results are those of the separate ops bit for bit: the
+  // 154.9 -> 154.0; the two paths alternated encode by encode in one
+  // process (the machine's drift falls on both alike), medians of 50:
+  // 151.7 against 153.6 ms. Results are those of the separate ops bit for bit: the
   // same row kernels, per row, on the same values.
   void mlp_block(float* x, int m, int ldx, const MlpBlock& b) override {
     const bool proj = b.out_proj != nullptr;
@@ -365,6 +368,8 @@ class CpuBackend final : public Backend {
     const auto* down = dynamic_cast<const I8Panels*>(b.down);
     const auto* proj16 = proj ? dynamic_cast<const Bf16Panels*>(b.out_proj) : nullptr;
     if (!up || !down || (proj && !(proj16 && b.att_bf16))) return mlp_block_unfused(x, m, ldx, b);
+    const size_t weight_bytes = up->data.size() + down->data.size() + (proj16 ? 2 * proj16->data.size() : 0);
+    if (weight_bytes > kRowChunkMaxWeightBytes) return mlp_block_unfused(x, m, ldx, b);
     const cpu::KernelTable& kt = m < 16 ? small_ : k_;
     const int n = up->n_in, h = up->n_out;
     // Whole tiles of both kernels' heights (AMX tiles read 32 rows).
@@ -475,6 +480,15 @@ class CpuBackend final : public Backend {
   // mlp_block's rows per task: 16 to 40 measured alike (see mlp_block); 32
   // is one AMX tile height.
   static constexpr int kMlpChunk = 32;
+  // Every chunk reads the block's weights again, and past a few MB that
+  // costs more than the hidden rows' round trip saves. Measured (2 threads,
+  // AMD EPYC Zen 4, the two paths alternated encode by encode in one
+  // process, medians): tiny (1.5 MB: int8 MLP 1.2 MB, bf16 output
+  // projection 0.3 MB) 71.5 ms in chunks against 73.8; base (2.5 MB) 151.7
+  // against 153.6; small (5.9 MB) 594 against 609, fastest 574 against 576;
+  // medium (10.5 MB) 1988 against 1932, slower in chunks. So chunks up to
+  // base's size, with room for its variants.
+  static constexpr size_t kRowChunkMaxWeightBytes = size_t{4} << 20;
 
   // mlp_block through the separate ops and a [m][4n] hidden matrix (this
   // thread's scratch): any weights.
