@@ -111,8 +111,8 @@ void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, 
 void flash_d64_avx512vnni(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                           float* out, size_t ld_out);
 
-// 2^x for x <= 0 as the kernels compute it (flash_attention_avx512.cpp:
-// degree-4 minimax polynomial), exposed for its test. x below -100 gives
+// 2^x for x <= 0 as the kernels compute it (flash_attention_generic.h:
+// degree-3 minimax polynomial), exposed for its test. x below -100 gives
 // 2^-100-ish instead of 0: against a softmax sum of at least 1, nothing.
 float flash_exp2_scalar(float x);
 void flash_exp2_avx512(const float* x, int n, float* y);

@@ -32,8 +32,7 @@ static inline __m256 exp2v(__m256 x) {
   x = _mm256_max_ps(_mm256_set1_ps(-100.0f), x);
   const __m256 t = _mm256_add_ps(x, magic);
   const __m256 f = _mm256_sub_ps(x, _mm256_sub_ps(t, magic));
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(AMA_FLASH_EXP2_C4), f, _mm256_set1_ps(AMA_FLASH_EXP2_C3));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(AMA_FLASH_EXP2_C2));
+  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(AMA_FLASH_EXP2_C3), f, _mm256_set1_ps(AMA_FLASH_EXP2_C2));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(AMA_FLASH_EXP2_C1));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(AMA_FLASH_EXP2_C0));
   return _mm256_castsi256_ps(

@@ -29,8 +29,7 @@
 static inline __m512 exp2v_finite(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C4), f, _mm512_set1_ps(AMA_FLASH_EXP2_C3));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(AMA_FLASH_EXP2_C3), f, _mm512_set1_ps(AMA_FLASH_EXP2_C2));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C1));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(AMA_FLASH_EXP2_C0));
   return _mm512_scalef_ps(p, n);
