@@ -20,8 +20,8 @@
 // leaves all 32 registers to the 24 accumulators and the operands; holding it
 // in registers would need a shuffle per broadcast, on the same pipes as the
 // dot products.
-// Per block: 768 + 768 vdpbf16ps, against about 24 x 11 softmax instructions
-// of which ~7 per zmm use the multiply-add pipes (the polynomial, the scale)
+// Per block: 768 + 768 vdpbf16ps, against about 24 x 10 softmax instructions
+// of which ~6 per zmm use the multiply-add pipes (the polynomial, the scale)
 // and 24 x 2 loads/stores of O. Block size: 64 keys x 64 dims x 2 (K and V)
 // x 2 bytes = 16 KB per block, half of Zen 4's 32 KB L1d next to Q, O and P
 // (3 KB); one head's K and V (1500 keys: 384 KB) stay in the 1 MB L2 while
