@@ -2,13 +2,101 @@
 // only called when cpu_features() reports AVX2.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/kernels.h"
 
 namespace ama::cpu {
 namespace avx2_ns {
+
+// gelu_f32__avx2 and gelu_q8_f32__avx2: the AVX-512 kernels' arithmetic
+// (kernels_avx512.cpp) in 8 lanes, where GCC 12 left the portable loops
+// scalar: base's 1500 x 2048 GELU took 11.9 ms at 2 threads on Zen 3 (about
+// 25 cycles a value), and GELU was 40% of MLP up's time at the int8 type.
+// AVX2 has no vscalefps, so 2^k is built in the exponent bits with k held at
+// -127 and up (bits 0: 2^-127 becomes 0, as vscalefps' underflow gives it
+// for the k < -149 that matter here), and no vrcp14ps: erf's 1 / (1 + p |z|)
+// is a division (exact to half an ulp), and sigma's reciprocal vrcpps (2^-12)
+// with one Newton step (about 2^-22).
+static inline __m256 pow2_int(__m256 k) {  // 2^k for integral k in [-127, 127]; 0 for k <= -127
+  const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_max_ps(k, _mm256_set1_ps(-127.0f))),
+                                     _mm256_set1_epi32(127));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+static inline __m256 gelu8(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+  // |z| capped at 11 (erf is 1 in float from 3.92; NaN becomes 11 and stays NaN through x).
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 az = _mm256_min_ps(_mm256_and_ps(z, abs_mask), _mm256_set1_ps(11.0f));
+  const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, _mm256_set1_ps(1.0f)));
+  __m256 a = _mm256_set1_ps(1.061405429f);
+  a = _mm256_fmadd_ps(a, t, _mm256_set1_ps(-1.453152027f));
+  a = _mm256_fmadd_ps(a, t, _mm256_set1_ps(1.421413741f));
+  a = _mm256_fmadd_ps(a, t, _mm256_set1_ps(-0.284496736f));
+  a = _mm256_fmadd_ps(a, t, _mm256_set1_ps(0.254829592f));
+  const __m256 y = _mm256_mul_ps(_mm256_mul_ps(az, az), _mm256_set1_ps(-1.44269504088896341f));  // e^(-z^2) = 2^y
+  const __m256 k = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_mul_ps(_mm256_sub_ps(y, k), _mm256_set1_ps(0.693147180559945309f));
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256 q = _mm256_mul_ps(_mm256_mul_ps(a, t), _mm256_mul_ps(p, pow2_int(k)));  // 1 - erf(|z|)
+  const __m256 neg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ);
+  const __m256 one_plus_erf = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), q), q, neg);
+  return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), one_plus_erf);
+}
+
+static inline __m256 gelu_q8_8(__m256 x) {
+  // x clamped to [-8, 8] (a NaN x clamps to 8 and stays NaN through the product).
+  const __m256 xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(8.0f)), _mm256_set1_ps(-8.0f));
+  const __m256 x2 = _mm256_mul_ps(xc, xc);
+  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(kGeluQ8C * -1.44269504088896341f), x2,
+                             _mm256_set1_ps(kGeluQ8B * -1.44269504088896341f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(kGeluQ8A * -1.44269504088896341f));
+  const __m256 y = _mm256_mul_ps(p, xc);  // |y| <= 47
+  const __m256 k = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(y, k);
+  __m256 e = _mm256_set1_ps(1.3333558146428443e-3f);
+  e = _mm256_fmadd_ps(e, f, _mm256_set1_ps(9.618129107628477e-3f));
+  e = _mm256_fmadd_ps(e, f, _mm256_set1_ps(5.550410866482158e-2f));
+  e = _mm256_fmadd_ps(e, f, _mm256_set1_ps(2.402265069591007e-1f));
+  e = _mm256_fmadd_ps(e, f, _mm256_set1_ps(6.931471805599453e-1f));
+  e = _mm256_fmadd_ps(e, f, _mm256_set1_ps(1.0f));
+  const __m256 d = _mm256_fmadd_ps(e, pow2_int(k), _mm256_set1_ps(1.0f));
+  const __m256 r0 = _mm256_rcp_ps(d);
+  const __m256 r = _mm256_mul_ps(r0, _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(2.0f)));
+  return _mm256_mul_ps(x, r);
+}
+
+// x[i] = f(x[i]) over a row, 8 values at a time, the tail masked.
+template <typename F>
+static inline void map_row(float* x, int n, const F& f) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(x + i, m, f(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+static void gelu_avx2(float* x, int n) {
+  map_row(x, n, [](__m256 v) { return gelu8(v); });
+}
+static void gelu_q8_avx2(float* x, int n) {
+  map_row(x, n, [](__m256 v) { return gelu_q8_8(v); });
+}
+#define AMA_GELU_ROW gelu_avx2
+#define AMA_GELU_Q8_ROW gelu_q8_avx2
 #include "backend/cpu/kernels_generic.inc"
+#undef AMA_GELU_ROW
+#undef AMA_GELU_Q8_ROW
 
 // gemm_f32_f32_6x16__avx2: per 16-column panel, 6 rows x 2 ymm = 12
 // accumulators, 2 weight loads and 6 broadcasts per k, within the 16 ymm
@@ -91,6 +179,90 @@ static void gemm_bf16_tile(const uint16_t* x, size_t ldx, int rows, const uint16
     }
   }
 }
+
+// gemm_u8s8_s32_2x16__avx2: AVX2 has no u8 x s8 dot product that is exact
+// (vpmaddubsw adds two u8 x s8 products into a saturating s16: 2 x 255 x 127
+// = 64770 overflows), so both sides are widened to s16 and multiplied by
+// vpmaddwd, whose pair sums (at most 2 x 255 x 128) go into s32 exactly: the
+// same integers as VNNI's vpdpbusd, so every ISA gives the same results.
+// The weights keep the VNNI layout (panels[k / 4][j][k % 4]): 16 bytes are 4
+// columns x one K quad, widened by one vpmovsxbw; a row's quad, widened once
+// per tile into xw (below), is broadcast as 64 bits, so the products pair
+// k, k+1 and k+2, k+3 of each column in adjacent s32 lanes, added at the end
+// (vphaddd). 2 rows x 4 groups of 4 columns = 8 accumulators; per K quad 2
+// broadcasts, 4 widening loads, 8 vpmaddwd and 8 vpaddd for 128 products.
+// Zen 3 issues vpmaddwd on 2 pipes (measured: 2 a cycle, like its FMAs) at
+// 16 products each: at most 32 products a cycle, 2x the f32 FMA rate.
+constexpr int kI8Chunk = 1280;  // K quads widened at a time (large-v3's MLP down): 2 rows x 10 KB on the stack
+
+// One K quad of the 2 x 16 tile, as one asm block: with intrinsics GCC 12
+// added each product into a fresh register and copied it back (8 vmovdqa a
+// quad) and kept an accumulator on the stack: 14 products a cycle on Zen 3.
+static inline void i8_quad_2x16(const int16_t* x0, const int16_t* x1, const int8_t* w, __m256i& c00, __m256i& c01,
+                                __m256i& c02, __m256i& c03, __m256i& c10, __m256i& c11, __m256i& c12, __m256i& c13) {
+  __m256i a0, a1, b, t;
+  asm("vpbroadcastq %[x0], %[a0]\n\t"
+      "vpbroadcastq %[x1], %[a1]\n\t"
+      "vpmovsxbw 0(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c00], %[c00]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c10], %[c10]\n\t"
+      "vpmovsxbw 16(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c01], %[c01]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c11], %[c11]\n\t"
+      "vpmovsxbw 32(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c02], %[c02]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c12], %[c12]\n\t"
+      "vpmovsxbw 48(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c03], %[c03]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c13], %[c13]"
+      : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03), [c10] "+x"(c10), [c11] "+x"(c11),
+        [c12] "+x"(c12), [c13] "+x"(c13), [a0] "=&x"(a0), [a1] "=&x"(a1), [b] "=&x"(b), [t] "=&x"(t)
+      : [x0] "m"(*reinterpret_cast<const int64_t*>(x0)), [x1] "m"(*reinterpret_cast<const int64_t*>(x1)),
+        [w] "r"(w), "m"(*reinterpret_cast<const int8_t(*)[64]>(w)));
+}
+
+// c[g] lane l holds column 4 g + l / 2, K pair l % 2 of each quad: vphaddd
+// sums the pairs within 128-bit halves (columns 0 1 4 5 | 2 3 6 7 for
+// g = 0, 1), and the 64-bit permute puts them in order.
+static inline void i8_store_row(__m256i c0, __m256i c1, __m256i c2, __m256i c3, bool add, int32_t* acc) {
+  __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c0, c1), 0xD8);
+  __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c2, c3), 0xD8);
+  if (add) {
+    lo = _mm256_add_epi32(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc)));
+    hi = _mm256_add_epi32(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + 8)));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc), lo);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 8), hi);
+}
+
+static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
+                         int n_panels, int k_quads, int32_t* acc) {
+  alignas(32) int16_t xw[2][kI8Chunk * 4];
+  for (int i = 0; i < rows; i += 2) {
+    const int pair = std::min(2, rows - i);  // a single last row runs as a pair with itself, stored once
+    for (int k0 = 0; k0 < k_quads; k0 += kI8Chunk) {
+      const int kn = std::min(kI8Chunk, k_quads - k0);
+      for (int r = 0; r < 2; ++r) {
+        const uint8_t* xr = x + (i + std::min(r, pair - 1)) * ldx + 4 * k0;
+        int e = 0;
+        for (; e + 16 <= 4 * kn; e += 16)
+          _mm256_store_si256(reinterpret_cast<__m256i*>(&xw[r][e]),
+                             _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + e))));
+        for (; e < 4 * kn; ++e) xw[r][e] = xr[e];
+      }
+      for (int p = 0; p < n_panels; ++p) {
+        const int8_t* w = panels + p * panel_stride + static_cast<size_t>(k0) * 64;
+        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+                c13 = c00;
+        for (int kq = 0; kq < kn; ++kq)
+          i8_quad_2x16(&xw[0][4 * kq], &xw[1][4 * kq], w + kq * 64, c00, c01, c02, c03, c10, c11, c12, c13);
+        int32_t* a = acc + i * 32 + p * 16;
+        i8_store_row(c00, c01, c02, c03, k0 > 0, a);
+        if (pair == 2) i8_store_row(c10, c11, c12, c13, k0 > 0, a + 32);
+      }
+    }
+  }
+}
 }  // namespace avx2_ns
 
 const KernelTable& kernel_table_avx2() {
@@ -101,9 +273,9 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_bf16_f32_4x16__avx2",
                                 4,
                                 avx2_ns::gemm_bf16_tile,
-                                "gemm_u8s8_s32_1x16__avx2",
+                                "gemm_u8s8_s32_2x16__avx2",
                                 4,
-                                avx2_ns::gemm_i8_tile_generic,
+                                avx2_ns::gemm_i8_tile,
                                 "gemm_u8s10_s32_1x16__avx2",
                                 4,
                                 avx2_ns::gemm_i10_tile_generic,
