@@ -235,6 +235,20 @@ static inline void i8_store_row(__m256i c0, __m256i c1, __m256i c2, __m256i c3, 
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + 8), hi);
 }
 
+// u8 rows r0 and r0 + 1 (or r0 twice when it is the last) of K quads
+// k0..k0+kn, widened to s16 into xw, for the broadcasts of the tiles above
+// and below.
+static void widen_pair(const uint8_t* x, size_t ldx, int r0, int pair, int k0, int kn, int16_t (*xw)[kI8Chunk * 4]) {
+  for (int r = 0; r < 2; ++r) {
+    const uint8_t* xr = x + (r0 + std::min(r, pair - 1)) * ldx + 4 * k0;
+    int e = 0;
+    for (; e + 16 <= 4 * kn; e += 16)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(&xw[r][e]),
+                         _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + e))));
+    for (; e < 4 * kn; ++e) xw[r][e] = xr[e];
+  }
+}
+
 static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* panels, size_t panel_stride,
                          int n_panels, int k_quads, int32_t* acc) {
   alignas(32) int16_t xw[2][kI8Chunk * 4];
@@ -242,14 +256,7 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
     const int pair = std::min(2, rows - i);  // a single last row runs as a pair with itself, stored once
     for (int k0 = 0; k0 < k_quads; k0 += kI8Chunk) {
       const int kn = std::min(kI8Chunk, k_quads - k0);
-      for (int r = 0; r < 2; ++r) {
-        const uint8_t* xr = x + (i + std::min(r, pair - 1)) * ldx + 4 * k0;
-        int e = 0;
-        for (; e + 16 <= 4 * kn; e += 16)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(&xw[r][e]),
-                             _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr + e))));
-        for (; e < 4 * kn; ++e) xw[r][e] = xr[e];
-      }
+      widen_pair(x, ldx, i, pair, k0, kn, xw);
       for (int p = 0; p < n_panels; ++p) {
         const int8_t* w = panels + p * panel_stride + static_cast<size_t>(k0) * 64;
         __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
@@ -259,6 +266,47 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
         int32_t* a = acc + i * 32 + p * 16;
         i8_store_row(c00, c01, c02, c03, k0 > 0, a);
         if (pair == 2) i8_store_row(c10, c11, c12, c13, k0 > 0, a + 32);
+      }
+    }
+  }
+}
+
+// gemm_u8s10_s32_2x16__avx2: the decoder's int10 weights (kernels.h,
+// pack_i10_panels) by the int8 tile's method: each weight 4 hi + lo is
+// rebuilt as an s16 (|q| <= 511) from its hi byte (vpmovsxbw, shifted by 2)
+// and its 2-bit digit of the lo bytes, then vpmaddwd with the widened u8
+// rows: pair sums at most 2 x 255 x 512, exact in s32 like the other ISAs.
+static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
+                          int32_t* acc) {
+  alignas(32) int16_t xw[2][kI8Chunk * 4];
+  const __m256i three = _mm256_set1_epi16(3);
+  for (int i = 0; i < rows; i += 2) {
+    const int pair = std::min(2, rows - i);
+    for (int k0 = 0; k0 < k_quads; k0 += kI8Chunk) {
+      const int kn = std::min(kI8Chunk, k_quads - k0);  // a multiple of 4 quads (k_quads is of 16)
+      widen_pair(x, ldx, i, pair, k0, kn, xw);
+      for (int p = 0; p < n_panels; ++p) {
+        __m256i c0[4], c1[4];
+        for (int c = 0; c < 4; ++c) c0[c] = c1[c] = _mm256_setzero_si256();
+        for (int kg = 0; kg < kn; kg += 4) {
+          const uint8_t* g = tile + static_cast<size_t>((k0 + kg) / 4) * n_panels * 320;
+          for (int c = 0; c < 4; ++c) {
+            const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + p * 64 + 16 * c)));
+            for (int u = 0; u < 4; ++u) {
+              const __m128i* hp = reinterpret_cast<const __m128i*>(g + (n_panels + u * n_panels + p) * 64 + 16 * c);
+              const __m256i w = _mm256_add_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(hp)), 2),
+                                                 _mm256_and_si256(_mm256_srli_epi16(lo, 2 * u), three));
+              int64_t q0, q1;
+              __builtin_memcpy(&q0, &xw[0][4 * (kg + u)], 8);
+              __builtin_memcpy(&q1, &xw[1][4 * (kg + u)], 8);
+              c0[c] = _mm256_add_epi32(c0[c], _mm256_madd_epi16(_mm256_set1_epi64x(q0), w));
+              c1[c] = _mm256_add_epi32(c1[c], _mm256_madd_epi16(_mm256_set1_epi64x(q1), w));
+            }
+          }
+        }
+        int32_t* a = acc + i * 32 + p * 16;
+        i8_store_row(c0[0], c0[1], c0[2], c0[3], k0 > 0, a);
+        if (pair == 2) i8_store_row(c1[0], c1[1], c1[2], c1[3], k0 > 0, a + 32);
       }
     }
   }
@@ -276,9 +324,9 @@ const KernelTable& kernel_table_avx2() {
                                 "gemm_u8s8_s32_2x16__avx2",
                                 4,
                                 avx2_ns::gemm_i8_tile,
-                                "gemm_u8s10_s32_1x16__avx2",
+                                "gemm_u8s10_s32_2x16__avx2",
                                 4,
-                                avx2_ns::gemm_i10_tile_generic,
+                                avx2_ns::gemm_i10_tile,
                                 avx2_ns::epilogue_tile_generic,
                                 avx2_ns::to_bf16_row_generic,
                                 avx2_ns::quantize_u8_row_generic,
