@@ -204,6 +204,7 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         double peak = peaks.f32_peak(isa);
         if (ct == ComputeType::bf16 && std::string(name).find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
         if (ct == ComputeType::int8 && std::string(name).find("vnni") != std::string::npos) peak = peaks.int8_gops;
+        if (ct == ComputeType::int8 && isa == Isa::avx2) peak = peaks.int8_avx2_gops;
         if (isa == Isa::amx && ct == ComputeType::bf16) peak = peaks.amx_bf16_gflops;
         if (isa == Isa::amx && ct == ComputeType::int8) peak = peaks.amx_int8_gops;
         r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
@@ -384,7 +385,7 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
   j["threads"] = threads;
   j["peaks"] = {{"f32_gflops_scalar", peaks.f32_gflops[0]}, {"f32_gflops_avx2", peaks.f32_gflops[1]},
                 {"f32_gflops_avx512", peaks.f32_gflops[2]}, {"bf16_gflops_avx512", peaks.bf16_gflops},
-                {"int8_gops_avx512vnni", peaks.int8_gops}, {"amx_bf16_gflops", peaks.amx_bf16_gflops},
+                {"int8_gops_avx512vnni", peaks.int8_gops}, {"int8_gops_avx2", peaks.int8_avx2_gops}, {"amx_bf16_gflops", peaks.amx_bf16_gflops},
                 {"amx_int8_gops", peaks.amx_int8_gops}, {"read_gbs", peaks.read_gbs}};
   j["kernels"] = nlohmann::json::array();
   for (const Row& r : rows)
@@ -399,11 +400,11 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
     std::snprintf(amx, sizeof amx, "bf16 %.0f GFLOP/s, int8 %.0f GOP/s", peaks.amx_bf16_gflops, peaks.amx_int8_gops);
   std::snprintf(buf, sizeof buf,
                 "measured peaks at %d threads: f32 multiply-add %.0f (scalar, SSE2) / %.0f (avx2) / %.0f (avx512) GFLOP/s, "
-                "bf16 dot %.0f GFLOP/s, int8 dot %.0f GOP/s, AMX %s, read %.1f GB/s\n"
+                "bf16 dot %.0f GFLOP/s, int8 dot %.0f (avx512 vnni) / %.0f (avx2 vpmaddwd) GOP/s, AMX %s, read %.1f GB/s\n"
                 "(row ops: %% of DRAM read bandwidth, so in-cache shapes can exceed 100%%; "
                 "max rel = max abs error / max |reference|)\n",
                 threads, peaks.f32_gflops[0], peaks.f32_gflops[1], peaks.f32_gflops[2], peaks.bf16_gflops,
-                peaks.int8_gops, amx, peaks.read_gbs);
+                peaks.int8_gops, peaks.int8_avx2_gops, amx, peaks.read_gbs);
   s << buf;
   std::snprintf(buf, sizeof buf, "%-34s %-7s %-40s %9s %8s %9s %10s %6s %9s %9s\n", "kernel", "isa", "shape", "avg ms",
                 "std ms", "min ms", "rate", "%peak", "max abs", "max rel");

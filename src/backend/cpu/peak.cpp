@@ -51,6 +51,38 @@ __attribute__((target("avx2,fma"))) float chain_avx2(long iters) {
   return out[0];
 }
 
+// The AVX2 int8 tiles' step (kernels_avx2.cpp): acc += vpmaddwd(a, b), two
+// s16 products per 32-bit lane, in asm: with intrinsics GCC hoists the
+// loop-invariant vpmaddwd out of the loop and times the adds alone.
+__attribute__((target("avx2"))) static inline void madd4(__m256i& a0, __m256i& a1, __m256i& a2, __m256i& a3, __m256i x,
+                                                         __m256i y) {
+  __m256i t0, t1, t2, t3;
+  asm("vpmaddwd %[y], %[x], %[t0]\n\tvpaddd %[t0], %[a0], %[a0]\n\t"
+      "vpmaddwd %[y], %[x], %[t1]\n\tvpaddd %[t1], %[a1], %[a1]\n\t"
+      "vpmaddwd %[y], %[x], %[t2]\n\tvpaddd %[t2], %[a2], %[a2]\n\t"
+      "vpmaddwd %[y], %[x], %[t3]\n\tvpaddd %[t3], %[a3], %[a3]"
+      : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [t0] "=&x"(t0), [t1] "=&x"(t1), [t2] "=&x"(t2),
+        [t3] "=&x"(t3)
+      : [x] "x"(x), [y] "x"(y));
+}
+
+__attribute__((target("avx2"))) float chain_madd_avx2(long iters) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  const __m256i x = _mm256_set1_epi16(1), y = _mm256_set1_epi16(1);
+  for (long it = 0; it < iters; ++it) {
+    madd4(a0, a1, a2, a3, x, y);
+    madd4(a4, a5, a0, a1, x, y);
+    madd4(a2, a3, a4, a5, x, y);
+  }
+  int64_t total = 0;  // as chain_vnni: the lanes' sum would wrap an int32
+  alignas(32) int32_t lanes[8];
+  for (__m256i v : {a0, a1, a2, a3, a4, a5}) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+    for (int32_t l : lanes) total += l;
+  }
+  return static_cast<float>(total);
+}
+
 __attribute__((target("avx512f"))) float chain_avx512(long iters) {
   __m512 a[12];
   for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
@@ -112,6 +144,7 @@ MachinePeaks measure_peaks(ThreadPool& pool) {
   const long n = 20'000'000;
   p.f32_gflops[0] = rate(pool, n / 2, 12 * 4 * 2, chain_scalar) * 1e-9;
   if (isa_supported(Isa::avx2)) p.f32_gflops[1] = rate(pool, n, 12 * 8 * 2, chain_avx2) * 1e-9;
+  if (isa_supported(Isa::avx2)) p.int8_avx2_gops = rate(pool, n, 12 * 8 * 4, chain_madd_avx2) * 1e-9;
   if (isa_supported(Isa::avx512)) p.f32_gflops[2] = rate(pool, n, 12 * 16 * 2, chain_avx512) * 1e-9;
   const CpuFeatures& f = cpu_features();
   if (isa_supported(Isa::avx512) && f.avx512_bf16) p.bf16_gflops = rate(pool, n, 12 * 16 * 4, chain_bf16) * 1e-9;

@@ -14,6 +14,7 @@ struct MachinePeaks {
   double f32_gflops[3] = {0, 0, 0};
   double bf16_gflops = 0;   // AVX-512 BF16 vdpbf16ps (4 flops per 32-bit lane), 0 if absent
   double int8_gops = 0;     // AVX-512 VNNI vpdpbusd (8 ops per 32-bit lane), 0 if absent
+  double int8_avx2_gops = 0;  // AVX2 vpmaddwd + vpaddd (4 ops per 32-bit lane: the AVX2 int8 tiles' step)
   double amx_bf16_gflops = 0, amx_int8_gops = 0;  // tdpbf16ps / tdpbssd, 0 if absent
   double read_gbs = 0;      // streaming read bandwidth over 256 MB
   double f32_peak(Isa isa) const { return f32_gflops[isa == Isa::scalar ? 0 : isa == Isa::avx2 ? 1 : 2]; }
