@@ -282,8 +282,82 @@ static void gemm_i8_tile(const uint8_t* x, size_t ldx, int rows, const int8_t* p
 // rebuilt as an s16 (|q| <= 511) from its hi byte (vpmovsxbw, shifted by 2)
 // and its 2-bit digit of the lo bytes, then vpmaddwd with the widened u8
 // rows: pair sums at most 2 x 255 x 512, exact in s32 like the other ISAs.
+// One K quad of the 2 x 16 tile on weights already widened to s16 (64 per
+// quad, 4 groups of 4 columns x 4 K, as vpmovsxbw leaves the int8 ones).
+static inline void i16_quad_2x16(const int16_t* x0, const int16_t* x1, const int16_t* w, __m256i& c00, __m256i& c01,
+                                 __m256i& c02, __m256i& c03, __m256i& c10, __m256i& c11, __m256i& c12,
+                                 __m256i& c13) {
+  __m256i a0, a1, b, t;
+  asm("vpbroadcastq %[x0], %[a0]\n\t"
+      "vpbroadcastq %[x1], %[a1]\n\t"
+      "vmovdqa 0(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c00], %[c00]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c10], %[c10]\n\t"
+      "vmovdqa 32(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c01], %[c01]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c11], %[c11]\n\t"
+      "vmovdqa 64(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c02], %[c02]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c12], %[c12]\n\t"
+      "vmovdqa 96(%[w]), %[b]\n\t"
+      "vpmaddwd %[b], %[a0], %[t]\n\tvpaddd %[t], %[c03], %[c03]\n\t"
+      "vpmaddwd %[b], %[a1], %[t]\n\tvpaddd %[t], %[c13], %[c13]"
+      : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03), [c10] "+x"(c10), [c11] "+x"(c11),
+        [c12] "+x"(c12), [c13] "+x"(c13), [a0] "=&x"(a0), [a1] "=&x"(a1), [b] "=&x"(b), [t] "=&x"(t)
+      : [x0] "m"(*reinterpret_cast<const int64_t*>(x0)), [x1] "m"(*reinterpret_cast<const int64_t*>(x1)),
+        [w] "r"(w), "m"(*reinterpret_cast<const int16_t(*)[64]>(w)));
+}
+
+// The s16 weight of each of 16 columns x 4 K per quad, for K quads
+// k0..k0+kn (kn a multiple of 4) of panel p: 4 hi + lo (kernels.h).
+static void widen_i10(const uint8_t* tile, int n_panels, int p, int k0, int kn, int16_t* wd) {
+  const __m256i three = _mm256_set1_epi16(3);
+  for (int kg = 0; kg < kn; kg += 4) {
+    const uint8_t* g = tile + static_cast<size_t>((k0 + kg) / 4) * n_panels * 320;
+    for (int c = 0; c < 4; ++c) {
+      const __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + p * 64 + 16 * c)));
+      for (int u = 0; u < 4; ++u) {
+        const __m128i* hp = reinterpret_cast<const __m128i*>(g + (n_panels + u * n_panels + p) * 64 + 16 * c);
+        const __m256i w = _mm256_add_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(hp)), 2),
+                                           _mm256_and_si256(_mm256_srli_epi16(lo, 2 * u), three));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wd + (kg + u) * 64 + 16 * c), w);
+      }
+    }
+  }
+}
+
+// More than one row pair (batched decoding, the prompt): each panel's
+// weights are widened once per chunk into wd and every pair reads them as
+// they are; widening them again for every pair, as the one-pair path below
+// does, cost about as many instructions as the products.
+constexpr int kI10Chunk = 256;  // K quads: 32 KB of widened weights on the stack
+
+static void gemm_i10_tile_rows(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels,
+                               int k_quads, int32_t* acc) {
+  alignas(32) int16_t wd[kI10Chunk * 64];
+  alignas(32) int16_t xw[2][kI8Chunk * 4];
+  for (int k0 = 0; k0 < k_quads; k0 += kI10Chunk) {
+    const int kn = std::min(kI10Chunk, k_quads - k0);  // a multiple of 4 quads (k_quads is of 16)
+    for (int p = 0; p < n_panels; ++p) {
+      widen_i10(tile, n_panels, p, k0, kn, wd);
+      for (int i = 0; i < rows; i += 2) {
+        const int pair = std::min(2, rows - i);
+        widen_pair(x, ldx, i, pair, k0, kn, xw);
+        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+                c13 = c00;
+        for (int kq = 0; kq < kn; ++kq)
+          i16_quad_2x16(&xw[0][4 * kq], &xw[1][4 * kq], wd + kq * 64, c00, c01, c02, c03, c10, c11, c12, c13);
+        int32_t* a = acc + i * 32 + p * 16;
+        i8_store_row(c00, c01, c02, c03, k0 > 0, a);
+        if (pair == 2) i8_store_row(c10, c11, c12, c13, k0 > 0, a + 32);
+      }
+    }
+  }
+}
+
 static void gemm_i10_tile(const uint8_t* x, size_t ldx, int rows, const uint8_t* tile, int n_panels, int k_quads,
                           int32_t* acc) {
+  if (rows > 2) return gemm_i10_tile_rows(x, ldx, rows, tile, n_panels, k_quads, acc);
   alignas(32) int16_t xw[2][kI8Chunk * 4];
   const __m256i three = _mm256_set1_epi16(3);
   for (int i = 0; i < rows; i += 2) {
@@ -331,7 +405,7 @@ const KernelTable& kernel_table_avx2() {
                                 4,
                                 avx2_ns::gemm_i8_tile,
                                 "gemm_u8s10_s32_2x16__avx2",
-                                4,
+                                16,  // 8 rows of 16-bit activations: each tile's weights widened once for 8 rows
                                 avx2_ns::gemm_i10_tile,
                                 avx2_ns::epilogue_tile_generic,
                                 avx2_ns::to_bf16_row_generic,
