@@ -154,16 +154,19 @@ static void axpy_bf16_avx2(float a, const uint16_t* x, float* y, int n) {
 template <int R>
 static void f32_rows(const float* x, size_t ldx, const float* w, int k, float* acc) {
   __m256 c[R][2];
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm256_setzero_ps();
   for (int kk = 0; kk < k; ++kk) {
     const __m256 w0 = _mm256_loadu_ps(w + kk * 16);
     const __m256 w1 = _mm256_loadu_ps(w + kk * 16 + 8);
+#pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 xv = _mm256_broadcast_ss(x + r * ldx + kk);
       c[r][0] = _mm256_fmadd_ps(xv, w0, c[r][0]);
       c[r][1] = _mm256_fmadd_ps(xv, w1, c[r][1]);
     }
   }
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
     _mm256_storeu_ps(acc + r * 32, c[r][0]);
     _mm256_storeu_ps(acc + r * 32 + 8, c[r][1]);
@@ -194,6 +197,7 @@ template <int R>
 static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w, int k_pairs, float* acc) {
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
   __m256 c[R][2];
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm256_setzero_ps();
   for (int kp = 0; kp < k_pairs; ++kp) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + kp * 32));       // columns 0-7
@@ -202,6 +206,7 @@ static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w, int k_pa
     const __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(w0, hi_mask));
     const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
     const __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(w1, hi_mask));
+#pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       // The row's pair as one 32-bit broadcast (a load), split like the
       // weights: with a scalar widening and broadcast per value (movzx, shl,
@@ -215,6 +220,7 @@ static void bf16_rows(const uint16_t* x, size_t ldx, const uint16_t* w, int k_pa
       c[r][1] = _mm256_fmadd_ps(x1, o1, _mm256_fmadd_ps(x0, e1, c[r][1]));
     }
   }
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
     _mm256_storeu_ps(acc + r * 32, c[r][0]);
     _mm256_storeu_ps(acc + r * 32 + 8, c[r][1]);
