@@ -99,7 +99,7 @@ const cpu::KernelTable* table_or_null(Isa isa) { return isa_supported(isa) ? &cp
 std::vector<Variant> variants() {
   return {
       {"scalar", [] { return table_or_null(Isa::scalar); }, "flash_d64_4x64__scalar"},
-      {"avx2", [] { return table_or_null(Isa::avx2); }, "flash_d64_4x64__avx2"},
+      {"avx2", [] { return table_or_null(Isa::avx2); }, "flash_d64_24x64__avx2"},
       {"avx512", [] { return table_or_null(Isa::avx512); }, "flash_d64_"},
       // Both AVX-512 kernels, whichever flash_kernel() picks.
       {"avx512bf16", [] { return table_or_null(Isa::avx512); }, "flash_d64_", "flash_d64_6x64__avx512bf16"},

@@ -139,7 +139,7 @@ template <typename KV>
 void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPool& pool, const AttentionArgs& a,
                          const KV* keys, const KV* values) {
   const int H = a.n_head, R = fk.rows, D = kFlashDim;
-  const size_t packed = flash_packed_size(a.n_kv);
+  const size_t packed = flash_packed_size(a.n_kv) * (fk.f32_kv ? 2 : 1);
   const int q_tiles = (a.n_q + R - 1) / R;
   const size_t q_head = static_cast<size_t>(q_tiles) * R * D;
   // Reused across calls (an encoder runs one per layer): 2 x 192 KB per head
@@ -151,7 +151,9 @@ void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPoo
   uint16_t* qb = vp + H * packed;
   pool.parallel_for(H, 1, [&](size_t h0, size_t h1) {
     for (size_t h = h0; h < h1; ++h) {
-      if (fk.int8_v)
+      if (fk.f32_kv)
+        flash_pack_kv_f32(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
+      else if (fk.int8_v)
         flash_pack_kv_int8kv_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);
       else if (fk.int8_k)
         flash_pack_kv_int8_avx512(keys + h * D, values + h * D, a.n_kv, a.ld_kv, kp + h * packed, vp + h * packed);

@@ -49,7 +49,36 @@ void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16
     }
   }
 }
+template <typename KV>
+void pack_kv_f32(const KV* k, const KV* v, int n_kv, size_t ld, float* kp, float* vp) {
+  constexpr int D = kFlashDim, KB = kFlashKeys;
+  const int blocks = flash_blocks(n_kv);
+  for (int b = 0; b < blocks; ++b) {
+    float* kb = kp + static_cast<size_t>(b) * KB * D;
+    float* vb = vp + static_cast<size_t>(b) * KB * D;
+    for (int kj = 0; kj < KB; ++kj) {
+      const int key = b * KB + kj;
+      if (key >= n_kv) {  // padding
+        for (int x = 0; x < D; ++x) kb[((kj / 16) * D + x) * 16 + kj % 16] = vb[((x / 16) * KB + kj) * 16 + x % 16] = 0.0f;
+        continue;
+      }
+      const KV* kr = k + static_cast<size_t>(key) * ld;
+      const KV* vr = v + static_cast<size_t>(key) * ld;
+      for (int x = 0; x < D; ++x) {
+        kb[((kj / 16) * D + x) * 16 + kj % 16] = bf16_to_f32(to_bf(kr[x]));  // [key panel][dim][16 keys]
+        vb[((x / 16) * KB + kj) * 16 + x % 16] = bf16_to_f32(to_bf(vr[x]));  // [dim panel][key][16 dims]
+      }
+    }
+  }
+}
 }  // namespace
+
+void flash_pack_kv_f32(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  pack_kv_f32(k, v, n_kv, ld, reinterpret_cast<float*>(kp), reinterpret_cast<float*>(vp));
+}
+void flash_pack_kv_f32(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
+  pack_kv_f32(k, v, n_kv, ld, reinterpret_cast<float*>(kp), reinterpret_cast<float*>(vp));
+}
 
 void flash_pack_kv(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   pack_kv(k, v, n_kv, ld, kp, vp);
@@ -68,7 +97,7 @@ float flash_exp2_scalar(float x) { return scalar_flash::flash_exp2(x); }
 FlashKernel flash_kernel(const KernelTable& kt) {
   switch (kt.isa) {
     case Isa::scalar: return {"flash_d64_4x64__scalar", 4, flash_d64_generic_scalar};
-    case Isa::avx2: return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};
+    case Isa::avx2: return {"flash_d64_24x64__avx2", kFlashAvx2Rows, flash_d64_avx2, false, false, true};
     case Isa::avx512:
       // int8 Q K^T where the CPU has VNNI: base's 8 heads 21.0 against 26.1
       // ms at 1 thread, 10.5 against 13.3 at 2 (Zen 4), for an rms error
@@ -92,7 +121,7 @@ FlashKernel flash_kernel(const KernelTable& kt) {
       if (cpu_features().avx512_bf16 && cpu_features().avx512_vnni)
         return {"flash_d64_6x64__avx512vnni_bf16", 6, flash_d64_avx512vnni_bf16, true};
       if (cpu_features().avx512_bf16) return {"flash_d64_6x64__avx512bf16", 6, flash_d64_avx512bf16};
-      return {"flash_d64_4x64__avx2", 4, flash_d64_avx2};  // AVX-512F without BF16
+      return {"flash_d64_24x64__avx2", kFlashAvx2Rows, flash_d64_avx2, false, false, true};  // AVX-512F without BF16
     case Isa::amx:
       if (&kt == &kernel_table_amx_emulated()) return {"flash_d64_32x64__amx_emulated", 32, flash_d64_amx_emulated};
       return {"flash_d64_32x64__amx", 32, flash_d64_amx};

@@ -91,7 +91,20 @@ using FlashD64Fn = void (*)(const uint16_t* q, int rows, const uint16_t* kp, con
 // table), 4 rows.
 void flash_d64_generic_scalar(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                               float* out, size_t ld_out);
-// AVX2 + FMA, f32 arithmetic on bf16 pairs widened in registers, 4 rows.
+// K and V as f32 (the AVX2 kernel, which has no bf16 dot product), the
+// values rounded to bf16 first as the other packers do, 2 x
+// flash_packed_size uint16 each (so kp and vp hold floats):
+//   K: [block][key panel i < 4][head dim x < 64][16 keys]
+//      = K[64 b + 16 i + j][x],
+//   V: [block][dim panel c < 4][key kj < 64][16 dims] = V[64 b + kj][16 c + j]:
+//   either way 4 KB panels, the B operand of an f32 register tile read
+//   64 contiguous bytes a step.
+void flash_pack_kv_f32(const float* k, const float* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+void flash_pack_kv_f32(const uint16_t* k, const uint16_t* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp);
+
+// AVX2 + FMA on K and V packed as f32 (flash_pack_kv_f32), up to
+// kFlashAvx2Rows rows.
+inline constexpr int kFlashAvx2Rows = 24;
 void flash_d64_avx2(const uint16_t* q, int rows, const uint16_t* kp, const uint16_t* vp, int n_kv, float c,
                     float* out, size_t ld_out);
 // AVX-512 BF16 (vdpbf16ps), 6 rows; only where cpuid reports AVX512_BF16.
@@ -133,6 +146,7 @@ struct FlashKernel {
   FlashD64Fn fn;
   bool int8_k = false;  // kp packed by flash_pack_kv_int8_avx512 (else the bf16 layout)
   bool int8_v = false;  // kp and vp packed by flash_pack_kv_int8kv_avx512 (implies int8_k)
+  bool f32_kv = false;  // kp and vp packed by flash_pack_kv_f32 (twice the size)
 };
 FlashKernel flash_kernel(const KernelTable& kt);
 // The same, or with int8_scores false the fastest one that keeps Q K^T in
