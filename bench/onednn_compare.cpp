@@ -266,6 +266,7 @@ struct Row {
   double ours_err, dnnl_err;  // against double, on sampled rows
   int reps;
   std::string impl;  // oneDNN's matmul implementation
+  double tol_ours = 0, tol_dnnl = 0;  // each side's own expected error against double (sampled rows)
 };
 
 struct Options {
@@ -416,8 +417,10 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
 
   if (ct == ComputeType::f32) {
     row.tol = 2.0 * f32_bound(s.k, rx, rw);
+    row.tol_ours = row.tol_dnnl = row.tol;
   } else if (ct == ComputeType::bf16) {
     row.tol = 6.0 * std::sqrt(2.0) * bf16_sigma(s.k, rx, rw);
+    row.tol_ours = row.tol_dnnl = 6.0 * bf16_sigma(s.k, rx, rw);
   } else {
     // Weight steps: max |w_j| / 127 per channel (both sides); take the rms.
     double qw2 = 0;
@@ -434,9 +437,25 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
       const auto [lo, hi] = std::minmax_element(xr, xr + s.k);
       qx_ours = std::max(qx_ours, (*hi - *lo) / 255.0);
     }
-    row.tol = 6.0 * std::hypot(int8_sigma(s.k, qx_ours, qw, rx, rw), int8_sigma(s.k, dn.x_scale(), qw, rx, rw));
+    row.tol_ours = 6.0 * int8_sigma(s.k, qx_ours, qw, rx, rw);
+    row.tol_dnnl = 6.0 * int8_sigma(s.k, dn.x_scale(), qw, rx, rw);
+    row.tol = std::hypot(row.tol_ours, row.tol_dnnl);
   }
   return row;
+}
+
+// Beyond the tolerance and not explained by oneDNN: our sampled error
+// against double is over our own bound, or the outputs differ while
+// oneDNN's sampled error is within its bound. oneDNN 2.6's int8 matmul
+// without VNNI (AVX2: vpmaddubsw, whose u8 x s8 pair sums saturate at
+// 2^15 - 1) is off by itself: on a Zen 3 EPYC its error against double was
+// 3-20x ours at every base shape (e.g. conv1 0.56 against 0.028).
+bool ours_off(const Row& r) {
+  return r.ours_err > r.tol_ours || (r.max_diff > r.tol && r.dnnl_err <= r.tol_dnnl);
+}
+const char* verdict(const Row& r) {
+  if (r.max_diff <= r.tol) return "";
+  return ours_off(r) ? " **over**" : " over: oneDNN's error";
 }
 
 std::string fmt(const char* f, double v) {
@@ -468,6 +487,7 @@ int onednn_compare_main(int argc, char** argv) {
   std::vector<Row> rows;
   std::vector<std::string> impls(3);
   std::vector<std::string> peak_notes;
+  std::vector<std::string> unsupported;  // types oneDNN cannot run on this CPU
   int failures = 0;
   for (int threads : o.threads) {
     if (!set_onednn_threads(threads)) {
@@ -484,9 +504,20 @@ int onednn_compare_main(int argc, char** argv) {
         std::fprintf(stderr, "%s %s %dx%dx%d %s %dt ...", s.model.c_str(), s.layer.c_str(), s.m, s.k, s.n,
                      compute_type_name(ct), threads);
         std::fflush(stderr);
-        Row r = run_one(eng, s, ct, threads, peaks, o);
+        Row r;
+        try {
+          r = run_one(eng, s, ct, threads, peaks, o);
+        } catch (const dnnl::error& e) {
+          // oneDNN 2.6 has no bf16 matmul without AVX-512 (Zen 3: "could not
+          // create a primitive descriptor iterator"): a row saying so, not a
+          // crash and not a failure of ours.
+          std::fprintf(stderr, " oneDNN cannot run it here: %s\n", e.what());
+          const std::string note = std::string(compute_type_name(ct)) + " (oneDNN: " + e.what() + ")";
+          if (std::find(unsupported.begin(), unsupported.end(), note) == unsupported.end()) unsupported.push_back(note);
+          continue;
+        }
         std::fprintf(stderr, " ours %.3f ms, oneDNN %.3f ms (%d reps)\n", r.ours_ms, r.dnnl_ms, r.reps);
-        if (r.max_diff > r.tol) ++failures;
+        if (ours_off(r)) ++failures;
         rows.push_back(r);
         std::string& impl = impls[static_cast<int>(ct)];
         if (impl.find(r.impl) == std::string::npos) impl += (impl.empty() ? "" : ", ") + r.impl;
@@ -505,7 +536,8 @@ int onednn_compare_main(int argc, char** argv) {
               "scale is calibrated once (its fast int8 matmul needs scales fixed at creation). max|Δ|: ours "
               "against oneDNN over the whole output; tol: the arithmetic's expected error (f32: probabilistic "
               "bound; bf16, int8: 6 sigma; bench/onednn_compare.cpp); err: max error against double on 4 sampled "
-              "rows (ours / oneDNN).\n\n",
+              "rows (ours / oneDNN); \"over: oneDNN's error\": the difference is oneDNN's own (its err beyond its "
+              "bound, ours within ours), which is not counted as a failure.\n\n",
               [&] {
                 std::string s;
                 for (size_t i = 0; i < peak_notes.size(); ++i) s += (i ? "; " : "") + peak_notes[i];
@@ -520,7 +552,7 @@ int onednn_compare_main(int argc, char** argv) {
                 "%.1e / %.1e | %d |\n",
                 r.s.model.c_str(), r.s.layer.c_str(), r.s.m, r.s.k, r.s.n, compute_type_name(r.ct), r.threads,
                 r.ours_ms, r.dnnl_ms, r.dnnl_ms / r.ours_ms, g_ours, g_dnnl, 100 * g_ours / r.peak_gflops,
-                100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, r.max_diff > r.tol ? " **over**" : "", r.ours_err,
+                100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, verdict(r), r.ours_err,
                 r.dnnl_err, r.reps);
   }
   // One number per type and thread count: the geometric mean of the ratios
@@ -539,6 +571,7 @@ int onednn_compare_main(int argc, char** argv) {
           dnnl += r.dnnl_ms;
           ++count;
         }
+      if (count == 0) continue;  // oneDNN could not run the type here (listed below)
       std::printf("| %s | %d | %d | %.2f | %.1f | %.1f | %.2f |\n", compute_type_name(ct), threads, count,
                   std::exp(log_sum / count), ours, dnnl, dnnl / ours);
     }
@@ -547,6 +580,7 @@ int onednn_compare_main(int argc, char** argv) {
   for (int i = 0; i < 3; ++i)
     if (!impls[i].empty()) std::printf(" %s `%s`;", names[i], impls[i].c_str());
   std::printf("\n");
+  for (const std::string& u : unsupported) std::printf("\nNot compared: %s.\n", u.c_str());
   if (failures) {
     std::fprintf(stderr, "amanuensis_bench: error: %d configuration(s) differ from oneDNN beyond the tolerance\n",
                  failures);
