@@ -132,8 +132,9 @@ void attention_flash_f32(const KernelTable& kt, ThreadPool& pool, const Attentio
 // flash_attention.h. K and V are packed once per head, Q converted to bf16
 // rows (zero-padded to whole tiles: the AMX kernel loads 32 rows), then the
 // tasks (head, tile of query rows) run in head order, so that each thread
-// works through one head's K and V (384 KB for 1500 keys) while they sit in
-// its L2. Each row is computed by one task with a fixed key order: results
+// works through one head's K and V (384 KB for 1500 keys; 768 KB as the
+// AVX2 kernel's f32) while they sit in its L2 (or, for AVX2 on a Zen 3's
+// 512 KB L2, in L3). Each row is computed by one task with a fixed key order: results
 // do not depend on the thread count.
 template <typename KV>
 void attention_flash_d64(const KernelTable& kt, const FlashKernel& fk, ThreadPool& pool, const AttentionArgs& a,

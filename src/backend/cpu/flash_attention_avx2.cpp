@@ -4,9 +4,11 @@
 // and both products are the f32 GEMM's 6 x 16 register tile, one FMA per
 // accumulator and k. History, base's 8 heads at one thread on a Zen 3 EPYC:
 // the bf16 pairs widened in registers (2 dependent FMAs per pair on each of
-// 8 accumulators, 4 rows) ran at ~40% of the FMA peak, 118-121 ms; each
-// block widened to f32 once per call of 24 rows, 80-100 ms, of which the
-// widening was 12%.
+// 8 accumulators, 4 rows) ran at 40-45% of the FMA peak, 111-128 ms; each
+// block widened to f32 once per call of 24 rows, 78-100 ms, of which the
+// widening was 12%; packed once as f32 panels (this kernel), 71-100 ms,
+// 53-67% of the peak (`kernels --kernel flash_d64 --isa avx2 -t 1`, min
+// times; this VM's speed moved by up to 40% between runs).
 //
 // flash_d64_24x64__avx2: up to 24 query rows, in groups of 6 over each
 // block of 64 keys: scores (4 tiles of 6 x 16), the online softmax 8 lanes

@@ -186,9 +186,8 @@ static inline __m256i quantize8(const float* x, __m256 lo, __m256 inv, __m256 to
 }
 
 static void quantize_u8_row_avx2(const float* x, int n, uint8_t* out, float* scale, float* lo_out) {
-  float lo, hi;
-  min_max_generic(x, n, &lo, &hi);
-  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / s;
+  float lo;
+  const float s = quant_step(x, n, 255.0f, &lo), inv = 1.0f / s;
   const __m256 vlo = _mm256_set1_ps(lo), vinv = _mm256_set1_ps(inv), top = _mm256_set1_ps(255.0f);
   int i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -199,20 +198,15 @@ static void quantize_u8_row_avx2(const float* x, int n, uint8_t* out, float* sca
     const __m256i c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), c);
   }
-  for (; i < n; ++i) {
-    float t = (x[i] - lo) * inv;
-    t = t < 0.0f ? 0.0f : (t > 255.0f ? 255.0f : t);
-    out[i] = static_cast<uint8_t>(static_cast<int>(round_even(t)));
-  }
+  for (; i < n; ++i) out[i] = static_cast<uint8_t>(quant_code(x[i], lo, inv, 255.0f));
   *scale = s;
   *lo_out = lo;
 }
 
 static void quantize_u16_row_avx2(const float* x, int n, uint8_t* hi_digit, uint8_t* lo_digit, float* scale,
                                   float* lo_out) {
-  float lo, hi;
-  min_max_generic(x, n, &lo, &hi);
-  const float s = hi > lo ? (hi - lo) / 65535.0f : 1.0f, inv = 1.0f / s;
+  float lo;
+  const float s = quant_step(x, n, 65535.0f, &lo), inv = 1.0f / s;
   const __m256 vlo = _mm256_set1_ps(lo), vinv = _mm256_set1_ps(inv), top = _mm256_set1_ps(65535.0f);
   int i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -227,9 +221,7 @@ static void quantize_u16_row_avx2(const float* x, int n, uint8_t* hi_digit, uint
     _mm_storeu_si128(reinterpret_cast<__m128i*>(lo_digit + i), _mm256_extracti128_si256(d, 1));
   }
   for (; i < n; ++i) {
-    float t = (x[i] - lo) * inv;
-    t = t < 0.0f ? 0.0f : (t > 65535.0f ? 65535.0f : t);
-    const int u = static_cast<int>(round_even(t));
+    const int u = quant_code(x[i], lo, inv, 65535.0f);
     hi_digit[i] = static_cast<uint8_t>(u >> 8);
     lo_digit[i] = static_cast<uint8_t>(u & 255);
   }
