@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,14 @@ class Serve {
     const std::string base = ::testing::TempDir() + "/serve_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
     out_ = base + ".out";
     err_ = base + ".err";
+    // Emptied here, before the child exists: pid_max is 32768 on these
+    // machines, so a test process can get the pid of an earlier one whose
+    // files are still in TempDir, and the loop below would otherwise read
+    // that server's "listening" line (its dead port) before the child's
+    // freopen truncates the file: the likeliest cause of a CI run that
+    // saw 120 s of refused connections while its server, by its own log,
+    // was ready.
+    for (const std::string* f : {&out_, &err_}) std::ofstream(*f, std::ios::trunc);
     std::vector<std::string> argv = {AMA_CLI_PATH, "serve", "-m", model_path(), "--port", "0"};
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = fork();
@@ -74,6 +83,8 @@ class Serve {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+    std::remove(out_.c_str());
+    std::remove(err_.c_str());
   }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
