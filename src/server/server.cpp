@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -692,7 +693,17 @@ int Server::run() {
   std::printf("amanuensis: listening on http://%s%s%s:%d\n", v6 ? "[" : "", opt_.host.c_str(), v6 ? "]" : "", port);
   std::fflush(stdout);
 
-  std::thread listener([this] { http_.listen_after_bind(); });
+  // cpp-httplib 0.11 leaves its accept loop, closing the socket, on any
+  // accept() error but EMFILE. A server that stays up without listening
+  // would hang every client and health check, so it shuts down instead
+  // (the requests in flight finish) and exits 1.
+  std::atomic<bool> listen_failed{false};
+  std::thread listener([this, &listen_failed] {
+    if (http_.listen_after_bind() || stopping_) return;
+    listen_failed = true;
+    log_line(std::string("error: accepting connections failed: ") + std::strerror(errno));
+    kill(getpid(), SIGTERM);
+  });
   std::thread loader([this] { load_model(); });
   std::atomic<bool> sampling{true};
   std::thread sampler([this, &sampling] {  // batch occupancy while decoding
@@ -706,8 +717,9 @@ int Server::run() {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  log_line(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-           ": finishing the requests in flight, then exiting");
+  if (!listen_failed)
+    log_line(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+             ": finishing the requests in flight, then exiting");
   stopping_ = true;
   http_.stop();         // stops accepting; connections in flight finish
   listener.join();      // returns once every connection's thread is done
@@ -715,7 +727,7 @@ int Server::run() {
   sampling = false;
   sampler.join();
   log_line("stopped");
-  return 0;
+  return listen_failed ? 1 : 0;
 }
 
 }  // namespace
