@@ -37,8 +37,8 @@ void Decoder::compute_cross(const float* encoder_out, CrossKv& cross) {
   // layout [layer][frame][state], in bf16 when the caches are bf16 (the
   // epilogue rounds; no f32 copy). Otherwise one GEMM per layer, through
   // this decoder's f32 scratch when the cache is bf16.
-  auto project = [&](const LinearWeights& stacked, LinearWeights AttentionWeights::*part, std::vector<float>& f32,
-                     std::vector<uint16_t>& b16) {
+  auto project = [&](const LinearWeights& stacked, LinearWeights AttentionWeights::*part, HugeVector<float>& f32,
+                     HugeVector<uint16_t>& b16) {
     if (bf16_kv_)
       b16.resize(total);
     else

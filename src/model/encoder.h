@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/huge_pages.h"
 #include "model/whisper_model.h"
 
 namespace ama {
@@ -21,8 +22,9 @@ class Encoder {
  private:
   const WhisperModel& m_;
   Backend& be_;
-  std::vector<float> conv_, h_, qkv_, att_;  // h_: unstacked projections only; att_: f32 compute only
-  std::vector<uint16_t> qkv16_, att16_;            // the attention's bf16 operands and output (bf16, int8 compute)
+  // In huge pages (core/huge_pages.h), as are the backend's scratch buffers.
+  HugeVector<float> conv_, h_, qkv_, att_;  // h_: unstacked projections only; att_: f32 compute only
+  HugeVector<uint16_t> qkv16_, att16_;      // the attention's bf16 operands and output (bf16, int8 compute)
 };
 
 }  // namespace ama

@@ -11,6 +11,7 @@
 #include "backend/cpu/unpack.h"
 #include "backend/op_checks.h"
 #include "core/half.h"
+#include "core/huge_pages.h"
 
 namespace ama {
 
@@ -28,24 +29,24 @@ namespace {
 
 class F32Panels final : public PackedMatrix {
  public:
-  std::vector<float> data;  // cpu::pack_f32_panels layout
+  HugeVector<float> data;  // cpu::pack_f32_panels layout
 };
 
 class Bf16Panels final : public PackedMatrix {
  public:
-  std::vector<uint16_t> data;  // cpu::pack_bf16_panels layout
+  HugeVector<uint16_t> data;  // cpu::pack_bf16_panels layout
 };
 
 class I8Panels final : public PackedMatrix {
  public:
-  std::vector<int8_t> data;  // cpu::pack_i8_panels layout
+  HugeVector<int8_t> data;  // cpu::pack_i8_panels layout
   std::vector<float> scale;
   std::vector<int32_t> col_sum;
 };
 
 class I10Panels final : public PackedMatrix {
  public:
-  std::vector<uint8_t> data;  // cpu::pack_i10_panels layout
+  HugeVector<uint8_t> data;  // cpu::pack_i10_panels layout
   std::vector<float> scale;
   std::vector<int32_t> col_sum;
 };
@@ -56,7 +57,7 @@ class I10Panels final : public PackedMatrix {
 // included, normalizes rows in its own row buffer (tag 1).
 template <typename T, int Tag = 0>
 T* scratch(size_t n) {
-  thread_local std::vector<T> buf;
+  thread_local HugeVector<T> buf;
   if (buf.size() < n) buf.resize(n);
   return buf.data();
 }
@@ -806,8 +807,8 @@ class CpuBackend final : public Backend {
     }
     return std::unique_ptr<PackedMatrix>(std::move(d));
   }
-  template <typename T>
-  static void append(std::vector<T>& d, const std::vector<T>& p) {
+  template <typename V>
+  static void append(V& d, const V& p) {
     d.insert(d.end(), p.begin(), p.end());
   }
 
