@@ -33,7 +33,7 @@ std::string vm_flags_of(const void* p) {
 }
 
 TEST(HugePages, LargeBlocksAreAlignedAndAdvised) {
-  const size_t bytes = 3u << 20;  // not a multiple of 2 MiB: rounded up
+  const size_t bytes = 3u << 20;  // not a multiple of 2 MiB: the last 1 MiB in 4 KiB pages
   void* p = huge_alloc(bytes);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHugePage, 0u);
