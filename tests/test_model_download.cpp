@@ -70,6 +70,8 @@ bool send_all(int fd, const std::string& s) {
   return true;
 }
 
+const std::string& model_sha();  // the served model's (below), made on first use
+
 // One connection at a time, one request per connection (every answer says
 // Connection: close). The handler writes the raw answer to the socket.
 class LoopbackServer {
@@ -80,6 +82,11 @@ class LoopbackServer {
     // libcurl honours http_proxy and friends: keep loopback off any proxy
     // the machine may have (the CLI children inherit this too).
     ::setenv("no_proxy", "127.0.0.1,localhost", 1);
+    // Make the served bytes before any client waits. Making them runs the
+    // CLI (over 1 s in the sanitized CI build), and a handler that did it
+    // first spent that inside quick_options()' 1 s stall limit: CI once
+    // failed CorruptBodyIsRejectedAndNothingLands on "no answer".
+    (void)model_sha();
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -437,6 +444,16 @@ TEST(Download, StalledServerTimesOutAndKeepsThePart) {
   EXPECT_LT(seconds, 10.0);  // low_speed_time is 1 s
   EXPECT_FALSE(fs::exists(d + "/m.bin"));
   EXPECT_EQ(fs::file_size(d + "/m.bin.part"), 100u);
+}
+
+TEST(Download, ServerThatSaysNothingIsNoAnswerNamingItsLimit) {
+  LoopbackServer server([](int fd, const SeenRequest&, LoopbackServer& s) { stall(fd, s); });
+  const std::string d = temp_dir("silent");
+  auto r = models::download_file(server.base() + "/m.bin", d + "/m.bin", quick_options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.message(), "connected, but no answer within 1 s")) << r.message();
+  EXPECT_TRUE(contains(r.message(), "AMANUENSIS_DOWNLOAD_TIMEOUT")) << r.message();
+  EXPECT_FALSE(fs::exists(d + "/m.bin"));
 }
 
 TEST(Download, SecondDownloadOfTheSameFileIsRefusedWhileTheFirstRuns) {

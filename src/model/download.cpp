@@ -333,8 +333,18 @@ Result<DownloadResult> download_locked(const std::string& url, const std::string
       return make_error(url + ": " + t.abort_reason);
     }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
-      if (!t.begun)
-        return make_error(url + ": no answer within " + std::to_string(options.connect_timeout) + " s (" + detail + ")");
+      if (!t.begun) {
+        // Either the connection never came up (connect_timeout) or the
+        // server took it and said nothing (the low-speed rule runs from the
+        // start): name the limit that fired, not always the connect one.
+        double connect_s = 0;
+        curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
+        if (connect_s <= 0)
+          return make_error(url + ": could not connect within " + std::to_string(options.connect_timeout) + " s (" +
+                            detail + ")");
+        return make_error(url + ": connected, but no answer within " + std::to_string(options.low_speed_time) +
+                          " s (" + detail + "; AMANUENSIS_DOWNLOAD_TIMEOUT sets the seconds)");
+      }
       return make_error(url + ": the download stalled (under " + std::to_string(options.low_speed_limit) +
                         " bytes/s for " + std::to_string(options.low_speed_time) +
                         " s; AMANUENSIS_DOWNLOAD_TIMEOUT sets the seconds); " + kept);
