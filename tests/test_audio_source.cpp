@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "audio/audio_source.h"
+#include "audio/ffmpeg_lib.h"
 #include "audio/resample.h"
 #include "audio/wav.h"
 #include "test_util.h"
@@ -478,6 +479,9 @@ TEST(AudioSourceStreaming, MemoryStaysBoundedOnALongFile) {
 #endif
   const std::string path = tmp("long20min.wav");
   ASSERT_TRUE(ffmpeg("-stream_loop 7 -i " + quote(test::shared("audio/aepyx-8k.wav")) + " -t 1200 -c:a pcm_s16le", path));
+  // FFmpeg's libraries are opened on the first file (ffmpeg_lib.h): 28 MB
+  // of RSS that do not depend on the file's length. Load them first.
+  ASSERT_TRUE(ama::ffmpeg().ok());
   const long before = rss_kb();
   ASSERT_GT(before, 0);
   long peak = before;
@@ -531,6 +535,53 @@ TEST(AudioSourceStdin, CliErrorNamesStdin) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_EQ(r.err.rfind("amanuensis: error: stdin: ", 0), 0u) << r.err;
+}
+
+// ---------------------------------------------------------------------------
+// FFmpeg is opened with dlopen on the first audio file (src/audio/ffmpeg_lib.h).
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(FfmpegLib, EveryFunctionIsFound) {
+  auto api = load_ffmpeg(default_ffmpeg_libraries());
+  ASSERT_TRUE(api.ok()) << api.message();
+#define AMA_EXPECT_FOUND(lib, name) EXPECT_NE((*api)->name, nullptr) << #name;
+  AMA_FFMPEG_FUNCTIONS(AMA_EXPECT_FOUND)
+#undef AMA_EXPECT_FOUND
+  EXPECT_EQ(default_ffmpeg_libraries().avcodec, "libavcodec.so." + std::to_string(LIBAVCODEC_VERSION_MAJOR));
+}
+
+TEST(FfmpegLib, MissingLibraryOrFunctionIsAClearError) {
+  FfmpegLibraries libs = default_ffmpeg_libraries();
+  libs.avcodec = "libavcodec.so.1";
+  auto missing = load_ffmpeg(libs);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(contains(missing.message(), "cannot load libavcodec.so.1 (")) << missing.message();
+  EXPECT_TRUE(contains(missing.message(), "decoding audio (FFmpeg) needs it (Debian: apt-get install libavcodec1)")) << missing.message();
+
+  libs = default_ffmpeg_libraries();
+  libs.avformat = "libz.so.1";  // a library, but not the one with avformat_*
+  auto wrong = load_ffmpeg(libs);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_TRUE(contains(wrong.message(), "libz.so.1 has no function avformat_alloc_context")) << wrong.message();
+}
+
+// The CLI loads FFmpeg when it reads audio, and only then (libcurl likewise:
+// ModelsCli.* download through it). glibc's loader names every library it
+// opens under LD_DEBUG=files.
+TEST(FfmpegLib, CliLoadsItOnlyToReadAudio) {
+  const std::string model = tmp("ffmpeg_lazy.bin");
+  auto make = test::run_command("LD_DEBUG=files " + std::string(AMA_CLI_PATH) +
+                                " make-test-model --dims 64,2,1,1 --seed 3 -o " + model);
+  ASSERT_EQ(make.exit_code, 0) << make.err;
+  EXPECT_TRUE(contains(make.err, "file=libc.so.6")) << "LD_DEBUG=files printed no library names";
+  EXPECT_FALSE(contains(make.err, "file=libavcodec.so")) << "make-test-model loaded FFmpeg";
+  EXPECT_FALSE(contains(make.err, "file=libcurl.so")) << "make-test-model loaded libcurl";
+  auto mel = test::run_command("LD_DEBUG=files " + std::string(AMA_CLI_PATH) + " mel --audio " +
+                               quote(test::shared("audio/jfk.wav")) + " --out " + tmp("ffmpeg_lazy.f32"));
+  ASSERT_EQ(mel.exit_code, 0) << mel.err;
+  EXPECT_TRUE(contains(mel.err, "file=libavcodec.so." + std::to_string(LIBAVCODEC_VERSION_MAJOR))) << mel.err;
+  std::remove(model.c_str());
 }
 
 // ---------------------------------------------------------------------------

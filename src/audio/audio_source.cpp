@@ -43,16 +43,7 @@
 #include <new>
 #include <optional>
 
-extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/channel_layout.h>
-#include <libavutil/error.h>
-#include <libavutil/log.h>
-#include <libavutil/mem.h>
-#include <libavutil/opt.h>
-#include <libswresample/swresample.h>
-}
+#include "audio/ffmpeg_lib.h"
 
 namespace ama {
 namespace {
@@ -72,17 +63,17 @@ constexpr int kStdinBufferBytes = 64 * 1024;
 // load_audio reads in blocks of 1 s.
 constexpr size_t kLoadBlock = kAudioSampleRate;
 
-std::string av_error_string(int err) {
+std::string av_error_string(const FfmpegApi* ff, int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  if (av_strerror(err, buf, sizeof buf) < 0) return "error " + std::to_string(err);
+  if (ff->av_strerror(err, buf, sizeof buf) < 0) return "error " + std::to_string(err);
   return buf;
 }
 
 // FFmpeg logs to stderr by default; our callers print one line per error.
 // Process-wide, set once before the first open.
-void silence_ffmpeg_logs() {
+void silence_ffmpeg_logs(const FfmpegApi* ff) {
   static std::once_flag once;
-  std::call_once(once, [] { av_log_set_level(AV_LOG_QUIET); });
+  std::call_once(once, [ff] { ff->av_log_set_level(AV_LOG_QUIET); });
 }
 
 int read_stdin(void* /*opaque*/, uint8_t* buf, int size) {
@@ -122,6 +113,7 @@ std::string describe_streams(const AVFormatContext* fmt) {
 struct AudioSource::Impl {
   enum class Stage { demux, drain_decoder, flush_resampler, done };
 
+  const FfmpegApi* ff;  // loaded before any Impl exists
   std::string name;
   AVIOContext* stdin_io = nullptr;  // our AVIOContext for "-"; FFmpeg does not free custom I/O
   AVFormatContext* fmt = nullptr;
@@ -148,24 +140,24 @@ struct AudioSource::Impl {
   std::string demux_error;  // a read error ends the stream, as it does in ffmpeg
   std::optional<Error> failed;
 
-  Impl() = default;
+  explicit Impl(const FfmpegApi* api) : ff(api) {}
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   ~Impl() {
-    swr_free(&swr);
-    av_channel_layout_uninit(&swr_layout);
-    av_frame_free(&frame);
-    av_packet_free(&pkt);
-    avcodec_free_context(&dec);
-    avformat_close_input(&fmt);  // does not close a custom AVIOContext
+    ff->swr_free(&swr);
+    ff->av_channel_layout_uninit(&swr_layout);
+    ff->av_frame_free(&frame);
+    ff->av_packet_free(&pkt);
+    ff->avcodec_free_context(&dec);
+    ff->avformat_close_input(&fmt);  // does not close a custom AVIOContext
     if (stdin_io) {
-      av_freep(&stdin_io->buffer);  // may differ from the one we allocated: probing reallocates it
-      avio_context_free(&stdin_io);
+      ff->av_freep(&stdin_io->buffer);  // may differ from the one we allocated: probing reallocates it
+      ff->avio_context_free(&stdin_io);
     }
   }
 
   Error fail(const std::string& what) const { return make_error(name + ": " + what); }
-  Error fail(const std::string& what, int err) const { return fail(what + " (" + av_error_string(err) + ")"); }
+  Error fail(const std::string& what, int err) const { return fail(what + " (" + av_error_string(ff, err) + ")"); }
 
   Status open_input(const std::string& path);
   Status open_decoder();
@@ -181,29 +173,29 @@ Status AudioSource::Impl::open_input(const std::string& path) {
   AVDictionary* opts = nullptr;
   // Playlists and the like (hls, concat) may name other files; allow local
   // files only, never the network.
-  av_dict_set(&opts, "protocol_whitelist", "file", 0);
+  ff->av_dict_set(&opts, "protocol_whitelist", "file", 0);
   int r;
   if (path == "-") {
-    fmt = avformat_alloc_context();
-    uint8_t* io_buf = static_cast<uint8_t*>(av_malloc(kStdinBufferBytes));
-    if (io_buf) stdin_io = avio_alloc_context(io_buf, kStdinBufferBytes, 0, nullptr, read_stdin, nullptr, nullptr);
-    if (!stdin_io) av_free(io_buf);
+    fmt = ff->avformat_alloc_context();
+    uint8_t* io_buf = static_cast<uint8_t*>(ff->av_malloc(kStdinBufferBytes));
+    if (io_buf) stdin_io = ff->avio_alloc_context(io_buf, kStdinBufferBytes, 0, nullptr, read_stdin, nullptr, nullptr);
+    if (!stdin_io) ff->av_free(io_buf);
     if (!fmt || !stdin_io) {
-      av_dict_free(&opts);
+      ff->av_dict_free(&opts);
       return fail("out of memory");
     }
     fmt->pb = stdin_io;
     fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
-    r = avformat_open_input(&fmt, "pipe:", nullptr, &opts);  // frees fmt on failure
+    r = ff->avformat_open_input(&fmt, "pipe:", nullptr, &opts);  // frees fmt on failure
   } else {
     // "file:" keeps a name with a colon from being taken for a protocol.
-    r = avformat_open_input(&fmt, ("file:" + path).c_str(), nullptr, &opts);
+    r = ff->avformat_open_input(&fmt, ("file:" + path).c_str(), nullptr, &opts);
   }
-  av_dict_free(&opts);
+  ff->av_dict_free(&opts);
   if (r == AVERROR_INVALIDDATA) return fail("not an audio or video file", r);
   if (r < 0) return fail("cannot read", r);
 
-  r = avformat_find_stream_info(fmt, nullptr);
+  r = ff->avformat_find_stream_info(fmt, nullptr);
   if (r < 0) return fail("not an audio or video file", r);
   return Status::Ok();
 }
@@ -212,12 +204,12 @@ Status AudioSource::Impl::open_decoder() {
   const AVCodec* codec = nullptr;
   // Skips cover pictures and video; among several audio streams, FFmpeg's
   // pick (the default-flagged or most complete one).
-  const int r = av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+  const int r = ff->av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
   if (r == AVERROR_DECODER_NOT_FOUND) {
     for (unsigned i = 0; i < fmt->nb_streams; ++i) {
       const AVCodecParameters* p = fmt->streams[i]->codecpar;
       if (p->codec_type == AVMEDIA_TYPE_AUDIO)
-        return fail(std::string("no decoder for its audio codec '") + avcodec_get_name(p->codec_id) + "'");
+        return fail(std::string("no decoder for its audio codec '") + ff->avcodec_get_name(p->codec_id) + "'");
     }
   }
   if (r < 0) return fail("no audio stream (" + describe_streams(fmt) + ")");
@@ -226,14 +218,14 @@ Status AudioSource::Impl::open_decoder() {
     if (static_cast<int>(i) != stream) fmt->streams[i]->discard = AVDISCARD_ALL;  // not even read into packets
   }
   const AVStream* st = fmt->streams[stream];
-  dec = avcodec_alloc_context3(codec);
-  pkt = av_packet_alloc();
-  frame = av_frame_alloc();
+  dec = ff->avcodec_alloc_context3(codec);
+  pkt = ff->av_packet_alloc();
+  frame = ff->av_frame_alloc();
   if (!dec || !pkt || !frame) return fail("out of memory");
-  int e = avcodec_parameters_to_context(dec, st->codecpar);
+  int e = ff->avcodec_parameters_to_context(dec, st->codecpar);
   if (e < 0) return fail("bad audio stream parameters", e);
   dec->pkt_timebase = st->time_base;
-  e = avcodec_open2(dec, codec, nullptr);
+  e = ff->avcodec_open2(dec, codec, nullptr);
   if (e < 0) return fail(std::string("cannot open the ") + codec->name + " decoder", e);
   return Status::Ok();
 }
@@ -255,39 +247,39 @@ Status AudioSource::Impl::make_resampler(const AVFrame* f) {
     return fail("bad audio parameters (" + std::to_string(f->sample_rate) + " Hz, " +
                 std::to_string(f->ch_layout.nb_channels) + " channels)");
   }
-  swr_free(&swr);
-  av_channel_layout_uninit(&swr_layout);
+  ff->swr_free(&swr);
+  ff->av_channel_layout_uninit(&swr_layout);
   AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
   // FFmpeg 5.1 declares the layouts non-const; it only copies them (6.0 made them const).
-  int r = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, kAudioSampleRate,
+  int r = ff->swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, kAudioSampleRate,
                               const_cast<AVChannelLayout*>(&f->ch_layout), static_cast<AVSampleFormat>(f->format),
                               f->sample_rate, 0, nullptr);
   if (r < 0) return fail("cannot convert this audio (" + std::to_string(f->ch_layout.nb_channels) + " channels)", r);
-  av_opt_set(swr, "resampler", "soxr", 0);
-  av_opt_set_double(swr, "cutoff", kResampleCutoff, 0);
-  av_opt_set_double(swr, "precision", kResamplePrecision, 0);
+  ff->av_opt_set(swr, "resampler", "soxr", 0);
+  ff->av_opt_set_double(swr, "cutoff", kResampleCutoff, 0);
+  ff->av_opt_set_double(swr, "precision", kResamplePrecision, 0);
   // With float samples swr leaves its downmix unnormalised (stereo -> 0.707
   // (L + R), which clips); maxval 1 scales the coefficients to sum to 1.
-  av_opt_set_double(swr, "rematrix_maxval", 1.0, 0);
+  ff->av_opt_set_double(swr, "rematrix_maxval", 1.0, 0);
   if (f->ch_layout.order != AV_CHANNEL_ORDER_NATIVE && f->ch_layout.nb_channels > 1) {
     // No channel positions (e.g. a WAV with 3 channels and no mask): swr
     // cannot build a matrix, so average, as the WAV reader does.
     const int n = f->ch_layout.nb_channels;
     std::vector<double> matrix(static_cast<size_t>(n), 1.0 / n);
-    r = swr_set_matrix(swr, matrix.data(), n);
+    r = ff->swr_set_matrix(swr, matrix.data(), n);
     if (r < 0) return fail("cannot downmix " + std::to_string(n) + " channels", r);
   }
-  r = swr_init(swr);
+  r = ff->swr_init(swr);
   if (r < 0) {
     char layout[128] = {};
-    av_channel_layout_describe(&f->ch_layout, layout, sizeof layout);
+    ff->av_channel_layout_describe(&f->ch_layout, layout, sizeof layout);
     return fail(std::string("cannot convert ") + layout + " audio at " + std::to_string(f->sample_rate) +
                     " Hz to 16 kHz mono (is libswresample built with soxr?)",
                 r);
   }
   swr_rate = f->sample_rate;
   swr_format = f->format;
-  r = av_channel_layout_copy(&swr_layout, &f->ch_layout);
+  r = ff->av_channel_layout_copy(&swr_layout, &f->ch_layout);
   if (r < 0) return fail("out of memory");
   return Status::Ok();
 }
@@ -297,30 +289,30 @@ Status AudioSource::Impl::flush_resampler() {
   // soxr holds back about one filter length; it comes out in a few calls.
   std::vector<float> tmp;
   for (;;) {
-    const int cap = std::max(swr_get_out_samples(swr, 0), 4096);
+    const int cap = std::max(ff->swr_get_out_samples(swr, 0), 4096);
     tmp.resize(static_cast<size_t>(cap));
     uint8_t* out = reinterpret_cast<uint8_t*>(tmp.data());
-    const int n = swr_convert(swr, &out, cap, nullptr, 0);
+    const int n = ff->swr_convert(swr, &out, cap, nullptr, 0);
     if (n < 0) return fail("resampling failed", n);
     if (n == 0) break;
     append(tmp.data(), n);
   }
-  swr_free(&swr);
+  ff->swr_free(&swr);
   return Status::Ok();
 }
 
 Status AudioSource::Impl::convert(const AVFrame* f) {
   if (f->nb_samples <= 0) return Status::Ok();
   if (!swr || f->sample_rate != swr_rate || f->format != swr_format ||
-      av_channel_layout_compare(&f->ch_layout, &swr_layout) != 0) {
+      ff->av_channel_layout_compare(&f->ch_layout, &swr_layout) != 0) {
     AMA_TRY(flush_resampler());  // what the old converter holds belongs before this frame
     AMA_TRY(make_resampler(f));
   }
-  const int cap = swr_get_out_samples(swr, f->nb_samples);
+  const int cap = ff->swr_get_out_samples(swr, f->nb_samples);
   if (cap < 0) return fail("resampling failed", cap);
   std::vector<float> tmp(static_cast<size_t>(cap));
   uint8_t* out = reinterpret_cast<uint8_t*>(tmp.data());
-  const int n = swr_convert(swr, &out, cap, const_cast<const uint8_t**>(f->extended_data), f->nb_samples);
+  const int n = ff->swr_convert(swr, &out, cap, const_cast<const uint8_t**>(f->extended_data), f->nb_samples);
   if (n < 0) return fail("resampling failed", n);
   append(tmp.data(), n);
   return Status::Ok();
@@ -331,24 +323,24 @@ Status AudioSource::Impl::receive_frames() {
   // against one that repeats an error forever (we then treat it as the end).
   constexpr int kMaxErrorsInARow = 1000;
   for (int errors = 0; errors < kMaxErrorsInARow;) {
-    const int r = avcodec_receive_frame(dec, frame);
+    const int r = ff->avcodec_receive_frame(dec, frame);
     if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return Status::Ok();
     if (r < 0) {
       // The decoder has dropped the bad packet; whether this ends the stream
       // is known only when the next frame decodes, or does not.
-      pending_decode_error = av_error_string(r);
+      pending_decode_error = av_error_string(ff, r);
       ++errors;
       continue;
     }
     errors = 0;
     if (!pending_decode_error.empty()) {
-      av_frame_unref(frame);
+      ff->av_frame_unref(frame);
       char at[32];
       std::snprintf(at, sizeof at, "%.2f", static_cast<double>(produced) / kAudioSampleRate);
       return fail("decode error at " + std::string(at) + " s (" + pending_decode_error + ")");
     }
     const Status s = convert(frame);
-    av_frame_unref(frame);
+    ff->av_frame_unref(frame);
     if (!s) return s;
   }
   return Status::Ok();
@@ -361,27 +353,27 @@ Status AudioSource::Impl::fill() {
     pos = 0;
     switch (stage) {
       case Stage::demux: {
-        const int r = av_read_frame(fmt, pkt);
+        const int r = ff->av_read_frame(fmt, pkt);
         if (r < 0) {
           // End of file, or a read error (a truncated MP4 points past the
           // end): either way the stream ends here, as in ffmpeg.
-          if (r != AVERROR_EOF) demux_error = av_error_string(r);
-          const int e = avcodec_send_packet(dec, nullptr);  // start draining
+          if (r != AVERROR_EOF) demux_error = av_error_string(ff, r);
+          const int e = ff->avcodec_send_packet(dec, nullptr);  // start draining
           if (e < 0 && e != AVERROR_EOF) return fail("decoder failed", e);
           stage = Stage::drain_decoder;
           break;
         }
         if (pkt->stream_index != stream) {
-          av_packet_unref(pkt);
+          ff->av_packet_unref(pkt);
           break;
         }
-        int e = avcodec_send_packet(dec, pkt);
+        int e = ff->avcodec_send_packet(dec, pkt);
         if (e == AVERROR(EAGAIN)) {  // output pending: take it, then resend
           AMA_TRY(receive_frames());
-          e = avcodec_send_packet(dec, pkt);
+          e = ff->avcodec_send_packet(dec, pkt);
         }
-        av_packet_unref(pkt);
-        if (e < 0 && e != AVERROR(EAGAIN)) pending_decode_error = av_error_string(e);
+        ff->av_packet_unref(pkt);
+        if (e < 0 && e != AVERROR(EAGAIN)) pending_decode_error = av_error_string(ff, e);
         AMA_TRY(receive_frames());
         break;
       }
@@ -414,10 +406,12 @@ AudioSource::AudioSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AudioSource::~AudioSource() = default;
 
 Result<std::unique_ptr<AudioSource>> AudioSource::open(const std::string& path) {
-  silence_ffmpeg_logs();
+  auto ff = ffmpeg();
+  if (!ff) return make_error((path == "-" ? std::string("stdin") : path) + ": " + ff.message());
+  silence_ffmpeg_logs(*ff);
   std::unique_ptr<Impl> impl;
   try {
-    impl = std::make_unique<Impl>();
+    impl = std::make_unique<Impl>(*ff);
     impl->name = path == "-" ? "stdin" : path;
     if (path != "-") {
       // Clear messages for the common mistakes before FFmpeg sees the path.

@@ -3,6 +3,9 @@
 // the right offset), restart (200), or leave it alone (errors).
 #include "model/download.h"
 
+// curl's typecheck-gcc.h makes curl_easy_setopt a macro, which would also
+// expand inside curl.curl_easy_setopt(...): calls go through pointers here.
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -21,6 +24,8 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+
+#include "core/shared_library.h"
 
 namespace ama::models {
 
@@ -68,12 +73,46 @@ std::string mib(uint64_t bytes) {
   return buf;
 }
 
-Status curl_ready() {
+// libcurl, opened on the first download rather than linked (why:
+// src/core/shared_library.h). Its soname has been libcurl.so.4 since 2006.
+#define AMA_CURL_FUNCTIONS(X) \
+  X(curl_global_init) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_setopt) X(curl_easy_perform) \
+      X(curl_easy_getinfo) X(curl_easy_strerror)
+struct CurlApi {
+#define AMA_CURL_POINTER(name) decltype(&::name) name = nullptr;
+  AMA_CURL_FUNCTIONS(AMA_CURL_POINTER)
+#undef AMA_CURL_POINTER
+};
+constexpr const char* kCurlSoname = "libcurl.so.4";
+
+// Loaded and initialized once per process; the same error on every call if
+// it cannot be.
+Result<const CurlApi*> curl_ready() {
   static std::once_flag once;
-  static CURLcode code = CURLE_OK;
-  std::call_once(once, [] { code = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (code != CURLE_OK) return make_error(std::string("libcurl failed to initialize: ") + curl_easy_strerror(code));
-  return Status::Ok();
+  static CurlApi api;
+  static std::string error;
+  std::call_once(once, [] {
+    auto lib = open_shared_library(kCurlSoname, "downloading models (libcurl)");
+    if (!lib) {
+      error = lib.message();
+      return;
+    }
+#define AMA_CURL_LOOKUP(name)                                  \
+  {                                                            \
+    auto f = find_function(*lib, kCurlSoname, #name);          \
+    if (!f) {                                                  \
+      error = f.message();                                     \
+      return;                                                  \
+    }                                                          \
+    api.name = reinterpret_cast<decltype(api.name)>(*f);       \
+  }
+    AMA_CURL_FUNCTIONS(AMA_CURL_LOOKUP)
+#undef AMA_CURL_LOOKUP
+    const CURLcode code = api.curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (code != CURLE_OK) error = std::string("libcurl failed to initialize: ") + api.curl_easy_strerror(code);
+  });
+  if (!error.empty()) return make_error(error);
+  return static_cast<const CurlApi*>(&api);
 }
 
 // One request's state, shared with the curl callbacks.
@@ -269,7 +308,7 @@ namespace {
 
 // download_file with the .part open and locked.
 Result<DownloadResult> download_locked(const std::string& url, const std::string& dest, const std::string& part,
-                                       int fd, const DownloadOptions& options) {
+                                       int fd, const DownloadOptions& options, const CurlApi& cu) {
 
   // A .part that the server calls unsatisfiable (416) may already be whole
   // (a crash between the download and the rename) or longer than the file:
@@ -285,35 +324,35 @@ Result<DownloadResult> download_locked(const std::string& url, const std::string
     t.on_disk = t.offset;
     t.options = &options;
 
-    std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+    std::unique_ptr<CURL, void (*)(CURL*)> curl(cu.curl_easy_init(), cu.curl_easy_cleanup);
     if (!curl) return make_error("libcurl: cannot create a handle");
     char errbuf[CURL_ERROR_SIZE] = {0};
     CURL* c = curl.get();
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "amanuensis/0.1");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options.connect_timeout);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, options.low_speed_limit);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options.low_speed_time);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    cu.curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    cu.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    cu.curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    cu.curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    cu.curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu.curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    cu.curl_easy_setopt(c, CURLOPT_USERAGENT, "amanuensis/0.1");
+    cu.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cu.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options.connect_timeout);
+    cu.curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, options.low_speed_limit);
+    cu.curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options.low_speed_time);
+    cu.curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    cu.curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    cu.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    cu.curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    cu.curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
+    cu.curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+    cu.curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     // CURLOPT_RANGE rather than CURLOPT_RESUME_FROM: the latter makes curl
     // itself fail on a 200, and a 200 here only means "start over".
     const std::string range = std::to_string(t.offset) + "-";
-    if (t.offset > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+    if (t.offset > 0) cu.curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
 
-    const CURLcode rc = curl_easy_perform(c);
-    const std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    const CURLcode rc = cu.curl_easy_perform(c);
+    const std::string detail = errbuf[0] ? errbuf : cu.curl_easy_strerror(rc);
     const std::string kept = std::to_string(t.on_disk) + " bytes are kept in " + part + "; run again to resume";
 
     if (rc == CURLE_OK && !t.begun) begin(&t);  // an empty body
@@ -338,7 +377,7 @@ Result<DownloadResult> download_locked(const std::string& url, const std::string
         // server took it and said nothing (the low-speed rule runs from the
         // start): name the limit that fired, not always the connect one.
         double connect_s = 0;
-        curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
+        cu.curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
         if (connect_s <= 0)
           return make_error(url + ": could not connect within " + std::to_string(options.connect_timeout) + " s (" +
                             detail + ")");
@@ -393,12 +432,13 @@ Result<DownloadResult> download_locked(const std::string& url, const std::string
 }  // namespace
 
 Result<DownloadResult> download_file(const std::string& url, const std::string& dest, const DownloadOptions& options) {
-  AMA_TRY(curl_ready());
+  auto cu = curl_ready();
+  if (!cu) return cu.error();
   const std::string part = dest + ".part";
   auto fd = open_locked_part(part);
   if (!fd) return fd.error();
   FdCloser closer{*fd};
-  auto r = download_locked(url, dest, part, *fd, options);
+  auto r = download_locked(url, dest, part, *fd, options, **cu);
   // A failure before any byte arrived (404, no connection) leaves nothing
   // worth resuming: do not leave an empty .part behind (`models list`
   // would show it as a partial download).
