@@ -98,6 +98,24 @@ std::vector<GemmShape> encoder_shapes(const std::string& arch, const HParams& hp
           {arch, "cross kv (all layers)", ctx, n, 2 * hp.n_text_layer * hp.n_text_state}};
 }
 
+// The output, 64-byte aligned as oneDNN allocates its own: a std::vector's
+// 16-byte alignment made every 64-byte store of ours straddle two lines.
+struct AlignedFloats {
+  explicit AlignedFloats(size_t count) : n(count), p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
+    if (!p) throw std::bad_alloc();
+    std::fill(p, p + n, 0.0f);
+  }
+  size_t size() const { return n; }
+  float operator[](size_t i) const { return p[i]; }
+  ~AlignedFloats() { std::free(p); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  float* data() { return p; }
+  const float* data() const { return p; }
+  size_t n;
+  float* p;
+};
+
 std::vector<float> random_normal(size_t count, unsigned seed, float sigma) {
   std::mt19937 g(seed);
   std::normal_distribution<float> d(0.0f, sigma);
@@ -374,7 +392,7 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
   bo.compute = ct;
   auto be = std::move(make_cpu_backend(bo).value());
   auto packed = be->pack_as(w.data(), s.n, s.k, ct);
-  std::vector<float> y(static_cast<size_t>(s.m) * s.n);
+  AlignedFloats y(static_cast<size_t>(s.m) * s.n);
   auto ours = [&] { be->linear(x.data(), s.m, s.k, *packed, nullptr, Activation::none, false, y.data(), s.n); };
 
   OneDnnGemm dn(eng, ct, s, w, x);
