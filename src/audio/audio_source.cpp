@@ -39,7 +39,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <optional>
 
@@ -67,13 +66,6 @@ std::string av_error_string(const FfmpegApi* ff, int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
   if (ff->av_strerror(err, buf, sizeof buf) < 0) return "error " + std::to_string(err);
   return buf;
-}
-
-// FFmpeg logs to stderr by default; our callers print one line per error.
-// Process-wide, set once before the first open.
-void silence_ffmpeg_logs(const FfmpegApi* ff) {
-  static std::once_flag once;
-  std::call_once(once, [ff] { ff->av_log_set_level(AV_LOG_QUIET); });
 }
 
 int read_stdin(void* /*opaque*/, uint8_t* buf, int size) {
@@ -408,7 +400,6 @@ AudioSource::~AudioSource() = default;
 Result<std::unique_ptr<AudioSource>> AudioSource::open(const std::string& path) {
   auto ff = ffmpeg();
   if (!ff) return make_error((path == "-" ? std::string("stdin") : path) + ": " + ff.message());
-  silence_ffmpeg_logs(*ff);
   std::unique_ptr<Impl> impl;
   try {
     impl = std::make_unique<Impl>(*ff);

@@ -28,12 +28,7 @@ Result<std::unique_ptr<FfmpegApi>> load_ffmpeg(const FfmpegLibraries& libs) {
     *handle = *r;
   }
   auto api = std::make_unique<FfmpegApi>();
-#define AMA_FFMPEG_LOOKUP(lib, name)                              \
-  {                                                               \
-    auto f = find_function(h.lib, libs.lib, #name);               \
-    if (!f) return f.error();                                     \
-    api->name = reinterpret_cast<decltype(api->name)>(*f);        \
-  }
+#define AMA_FFMPEG_LOOKUP(lib, name) AMA_TRY(bind_function(h.lib, libs.lib, #name, api->name));
   AMA_FFMPEG_FUNCTIONS(AMA_FFMPEG_LOOKUP)
 #undef AMA_FFMPEG_LOOKUP
   return api;
@@ -45,8 +40,14 @@ Result<const FfmpegApi*> ffmpeg() {
   static std::string error;
   std::call_once(once, [] {
     auto r = load_ffmpeg(default_ffmpeg_libraries());
-    if (r) api = std::move(*r);
-    else error = r.message();
+    if (!r) {
+      error = r.message();
+      return;
+    }
+    api = std::move(*r);
+    // FFmpeg logs to stderr by default; our callers print one line per
+    // error. Process-wide, so here, before the first open.
+    api->av_log_set_level(AV_LOG_QUIET);
   });
   if (!api) return make_error(error);
   return static_cast<const FfmpegApi*>(api.get());

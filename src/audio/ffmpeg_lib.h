@@ -81,8 +81,9 @@ FfmpegLibraries default_ffmpeg_libraries();  // e.g. libavutil.so.57, ..., libav
 // error names the library or function that is missing.
 Result<std::unique_ptr<FfmpegApi>> load_ffmpeg(const FfmpegLibraries& libs);
 
-// The default libraries, loaded once per process (thread-safe); the same
-// error on every call if they cannot be.
+// The default libraries, loaded once per process (thread-safe), with
+// FFmpeg's own logging turned off; the same error on every call if they
+// cannot be loaded.
 Result<const FfmpegApi*> ffmpeg();
 
 }  // namespace ama

@@ -1,11 +1,12 @@
 // Libraries opened with dlopen when first needed rather than linked: FFmpeg
 // (src/audio/ffmpeg_lib.h) and libcurl (src/model/download.cpp). Linked,
 // their dependencies cost every process its start-up, whether it decodes or
-// downloads anything or not: on our 2-core Zen 5 VM, an empty program
-// linked with FFmpeg's four libraries (~110 more shared libraries) started
-// in 0.16-0.19 s instead of 0.01-0.05 s, and under AddressSanitizer 0.51-0.55 s
-// instead of 0.20; libcurl's 36 added ~0.03 s (0.08 s under ASan). A test
-// run starts ~1000 processes.
+// downloads anything or not. An empty program on our 2-core Zen 5 VM
+// (`/usr/bin/time`, linked -Wl,--no-as-needed) started in 0.21-0.24 s
+// linked with FFmpeg's four libraries (~110 more shared libraries) and
+// libcurl, 0.03-0.07 s with libcurl alone, 0.01 s with neither; under
+// AddressSanitizer 0.51-0.55, 0.20-0.22 and 0.11-0.14 s. A test run starts
+// ~1000 processes.
 #pragma once
 
 #include <string>
@@ -21,6 +22,15 @@ Result<void*> open_shared_library(const std::string& soname, const std::string& 
 
 // dlsym, or an error naming the library and the function.
 Result<void*> find_function(void* library, const std::string& soname, const char* name);
+
+// find_function into a typed pointer: `out` is set only on success.
+template <typename Fn>
+Status bind_function(void* library, const std::string& soname, const char* name, Fn& out) {
+  auto f = find_function(library, soname, name);
+  if (!f) return f.error();
+  out = reinterpret_cast<Fn>(*f);
+  return Status::Ok();
+}
 
 // Debian names a library's package after its soname: libavcodec.so.59 is
 // in libavcodec59, libcurl.so.4 in libcurl4.

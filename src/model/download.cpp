@@ -23,6 +23,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "core/shared_library.h"
@@ -85,34 +86,31 @@ struct CurlApi {
 };
 constexpr const char* kCurlSoname = "libcurl.so.4";
 
+Result<CurlApi> load_curl() {
+  auto lib = open_shared_library(kCurlSoname, "downloading models (libcurl)");
+  if (!lib) return lib.error();
+  CurlApi api;
+#define AMA_CURL_LOOKUP(name) AMA_TRY(bind_function(*lib, kCurlSoname, #name, api.name));
+  AMA_CURL_FUNCTIONS(AMA_CURL_LOOKUP)
+#undef AMA_CURL_LOOKUP
+  const CURLcode code = api.curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (code != CURLE_OK) return make_error(std::string("libcurl failed to initialize: ") + api.curl_easy_strerror(code));
+  return api;
+}
+
 // Loaded and initialized once per process; the same error on every call if
 // it cannot be.
 Result<const CurlApi*> curl_ready() {
   static std::once_flag once;
-  static CurlApi api;
+  static std::optional<CurlApi> api;
   static std::string error;
   std::call_once(once, [] {
-    auto lib = open_shared_library(kCurlSoname, "downloading models (libcurl)");
-    if (!lib) {
-      error = lib.message();
-      return;
-    }
-#define AMA_CURL_LOOKUP(name)                                  \
-  {                                                            \
-    auto f = find_function(*lib, kCurlSoname, #name);          \
-    if (!f) {                                                  \
-      error = f.message();                                     \
-      return;                                                  \
-    }                                                          \
-    api.name = reinterpret_cast<decltype(api.name)>(*f);       \
-  }
-    AMA_CURL_FUNCTIONS(AMA_CURL_LOOKUP)
-#undef AMA_CURL_LOOKUP
-    const CURLcode code = api.curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (code != CURLE_OK) error = std::string("libcurl failed to initialize: ") + api.curl_easy_strerror(code);
+    auto r = load_curl();
+    if (r) api = *r;
+    else error = r.message();
   });
-  if (!error.empty()) return make_error(error);
-  return static_cast<const CurlApi*>(&api);
+  if (!api) return make_error(error);
+  return static_cast<const CurlApi*>(&*api);
 }
 
 // One request's state, shared with the curl callbacks.
