@@ -28,11 +28,7 @@ namespace {
 using test::all_variants;
 using test::variant_name;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+using test::kSanitized;
 
 std::vector<uint16_t> random_bf16(size_t n, unsigned seed, float scale) {
   std::mt19937 g(seed);

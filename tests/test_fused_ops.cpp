@@ -61,16 +61,8 @@ std::string case_name(const Case& c, ComputeType ct) {
          (c.bf16_out ? " bf16-out" : "") + " split=" + std::to_string(c.split);
 }
 
-// Rows of the real shapes: Whisper's 1500, or 161 under the sanitizers,
-// where the scalar and emulated-AMX variants at 1500 rows took 70-130 s
-// each. The row count only repeats the row-tile loop (161 still ends in a
-// partial tile of every variant: 6, 8, 16 and 32 rows); K and N, which
-// decide the panels, tails and splits, stay Whisper's.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kRealRows = 161;
-#else
-constexpr int kRealRows = 1500;
-#endif
+// Whisper's 1500 rows, or 161 under the sanitizers (test_util.h).
+using test::kRealRows;
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {

@@ -20,6 +20,7 @@ namespace ama {
 namespace {
 
 constexpr double kU = 1.0 / 16777216.0;  // 2^-24
+using test::kRealRows;
 
 std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f) {
   std::mt19937 g(seed);
@@ -55,8 +56,9 @@ struct GemmShape {
 TEST_P(Kernels, LinearMatchesReference) {
   auto be = backend();
   const GemmShape shapes[] = {
-      {1500, 512, 512}, {1500, 512, 2048}, {1500, 2048, 512}, {1, 384, 51865},  // real: base encoder, tiny logits
-      {1500, 240, 384}, {5, 768, 3072},                                        // conv1 as GEMM (80 x 3), small decode
+      // real (rows: 1500, or 161 under the sanitizers; test_util.h): base encoder, tiny logits
+      {kRealRows, 512, 512}, {kRealRows, 512, 2048}, {kRealRows, 2048, 512}, {1, 384, 51865},
+      {kRealRows, 240, 384}, {5, 768, 3072},  // conv1 as GEMM (80 x 3), small decode
       {1, 1, 1}, {1, 7, 17}, {7, 33, 31}, {13, 129, 95}, {97, 3, 48}, {6, 64, 16}, {5, 1000, 33}};
   for (const auto& s : shapes) {
     for (int mode = 0; mode < 3; ++mode) {
@@ -215,7 +217,7 @@ TEST_P(Kernels, QuantizedLinearMatchesReference) {
   CpuBackendOptions o;
   o.force_isa = true;
   o.isa = GetParam();
-  check_quantized_linear(o, {{1500, 512, 2048}, {1, 512, 51865}, {5, 384, 1536}, {1, 1, 1}, {1, 7, 17}, {7, 33, 31},
+  check_quantized_linear(o, {{kRealRows, 512, 2048}, {1, 512, 51865}, {5, 384, 1536}, {1, 1, 1}, {1, 7, 17}, {7, 33, 31},
                              {13, 129, 95}, {6, 64, 16}, {97, 3, 48}, {5, 1001, 33}, {40, 240, 384}});
 }
 

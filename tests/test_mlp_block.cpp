@@ -33,13 +33,8 @@ std::vector<float> random_vec(size_t n, unsigned seed, float scale = 1.0f, float
   return v;
 }
 
-// As in test_fused_ops: fewer rows under the sanitizers, where the scalar
-// and emulated-AMX variants are slow; 161 still ends in a partial chunk.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr int kRealRows = 161;
-#else
-constexpr int kRealRows = 1500;
-#endif
+// Fewer rows under the sanitizers (test_util.h); 161 still ends in a partial chunk.
+using test::kRealRows;
 
 struct Case {
   int m, n, hidden;

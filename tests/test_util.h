@@ -21,6 +21,19 @@ namespace ama::test {
 
 inline std::string shared(const std::string& rel) { return std::string(AMA_SHARED_DIR) + "/" + rel; }
 
+// Built under AddressSanitizer (or ThreadSanitizer): the tests that run the
+// scalar and emulated-AMX kernels at Whisper's real shapes take minutes
+// there (at 1500 rows, 70-130 s per variant). They keep Whisper's K and N,
+// which decide the panels, tails and splits, and take kRealRows rows: 161
+// under the sanitizers, which only repeats the row-tile loop fewer times
+// and still ends in a partial tile of every variant (6, 8, 16 and 32 rows).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+inline constexpr int kRealRows = kSanitized ? 161 : 1500;
+
 // A folder unique to this test process (ctest runs several test processes
 // at once), created at static initialisation and removed when the tests
 // end. Define one per test file at namespace scope:
