@@ -21,6 +21,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/half.h"
 #include "backend_variants.h"
+#include "test_util.h"
 
 namespace ama {
 namespace {

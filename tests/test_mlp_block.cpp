@@ -18,6 +18,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend_variants.h"
+#include "test_util.h"
 #include "core/half.h"
 
 namespace ama {

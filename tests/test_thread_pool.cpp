@@ -192,5 +192,61 @@ TEST(ThreadPool, TaskExceptionReachesCaller) {
   EXPECT_EQ(after.load(), 10);
 }
 
+// parallel_tasks_owned: every task once, whatever the ranges (empty ones,
+// more or fewer ranges than threads); each thread starts with its own range;
+// an exception reaches the caller and the pool stays usable.
+TEST(ThreadPool, OwnedRangesCoverEveryIndexOnce) {
+  const std::vector<std::vector<size_t>> all_bounds = {
+      {}, {0}, {0, 0}, {0, 1}, {0, 5, 5}, {0, 0, 7}, {0, 3, 7}, {0, 500, 1000}, {0, 1, 2, 3}, {0, 10, 10, 40, 64}, {3, 9, 20}};
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (const auto& bounds : all_bounds) {
+      const size_t n = bounds.empty() ? 0 : bounds.back();
+      std::vector<std::atomic<int>> hits(n);
+      pool.parallel_tasks_owned(bounds, [&](size_t i) { hits[i].fetch_add(1); });
+      const size_t first = bounds.empty() ? 0 : bounds.front();
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[i].load(), i >= first ? 1 : 0)
+            << "task " << i << " of " << bounds.size() << " bounds up to " << n << ", " << threads << " threads";
+    }
+  }
+}
+
+TEST(ThreadPool, EachThreadStartsWithItsOwnRange) {
+  ThreadPool pool(2);
+  // Task 0, the caller's first, waits until another task has run: the
+  // worker's first task, which must be the first of its own range (50), and
+  // not the next of the caller's (1).
+  std::atomic<int> others{0};
+  std::atomic<long> worker_first{-1};
+  pool.parallel_tasks_owned({0, 50, 100}, [&](size_t i) {
+    if (i == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (others.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      return;
+    }
+    long none = -1;
+    worker_first.compare_exchange_strong(none, static_cast<long>(i));
+    others.fetch_add(1);
+  });
+  EXPECT_EQ(others.load(), 99);
+  EXPECT_EQ(worker_first.load(), 50) << "the other thread began with task " << worker_first.load();
+}
+
+TEST(ThreadPool, OwnedTaskExceptionReachesCaller) {
+  ThreadPool pool(2);
+  std::atomic<int> ran{0};
+  EXPECT_THROW(pool.parallel_tasks_owned({0, 25, 50},
+                                         [&](size_t i) {
+                                           ran.fetch_add(1);
+                                           if (i == 30) throw std::runtime_error("task 30");
+                                         }),
+               std::runtime_error);
+  EXPECT_GE(ran.load(), 26);
+  std::atomic<int> after{0};
+  pool.parallel_tasks_owned({0, 5, 10}, [&](size_t) { after.fetch_add(1); });  // still usable
+  EXPECT_EQ(after.load(), 10);
+}
+
 }  // namespace
 }  // namespace ama

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <immintrin.h>
 #include <sched.h>
 
@@ -90,6 +91,21 @@ void ThreadPool::parallel_tasks(size_t n, const std::function<void(size_t)>& fn)
   parallel_for(std::min<size_t>(n, n_threads_), 1, [&](size_t, size_t) {
     for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n; i = next.fetch_add(1, std::memory_order_relaxed))
       fn(i);
+  });
+}
+
+void ThreadPool::parallel_tasks_owned(const std::vector<size_t>& bounds, const std::function<void(size_t)>& fn) {
+  if (bounds.size() < 2) return;
+  const size_t parts = bounds.size() - 1;
+  std::unique_ptr<std::atomic<size_t>[]> next(new std::atomic<size_t>[parts]);
+  for (size_t s = 0; s < parts; ++s) next[s].store(bounds[s], std::memory_order_relaxed);
+  parallel_for(parts, 1, [&](size_t own, size_t) {
+    for (size_t k = 0; k < parts; ++k) {
+      const size_t s = (own + k) % parts;
+      for (size_t i = next[s].fetch_add(1, std::memory_order_relaxed); i < bounds[s + 1];
+           i = next[s].fetch_add(1, std::memory_order_relaxed))
+        fn(i);
+    }
   });
 }
 

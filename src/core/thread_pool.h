@@ -48,6 +48,15 @@ class ThreadPool {
   // the first exception is rethrown here.
   void parallel_tasks(size_t n, const std::function<void(size_t)>& fn);
 
+  // Like parallel_tasks, over the tasks [bounds.front(), bounds.back())
+  // split into ranges [bounds[s], bounds[s + 1]) (non-decreasing bounds):
+  // the thread of share s first takes the tasks of range s in order, then
+  // helps with what is left of the others', one task at a time. With
+  // size() + 1 bounds each thread owns one range, and the data its range
+  // touches stays in its own cache (cpu_backend.cpp's GEMM: each thread's
+  // rows of the activations).
+  void parallel_tasks_owned(const std::vector<size_t>& bounds, const std::function<void(size_t)>& fn);
+
   // Number of usable hardware threads (at least 1).
   static int hardware_threads();
 
