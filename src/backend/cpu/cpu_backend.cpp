@@ -752,11 +752,13 @@ class CpuBackend final : public Backend {
     // the same as before. A few rows (a decoder step, which streams the
     // weights from memory): fixed halves of the column blocks, each thread
     // one contiguous run of the weights.
-    const size_t threads = static_cast<size_t>(pool_.size());
-    std::vector<size_t> first_row_block(threads + 1), bounds(threads + 1);
-    for (size_t s = 0; s <= threads; ++s) {
-      first_row_block[s] = s * row_blocks / threads;
-      bounds[s] = col_blocks * first_row_block[s];
+    std::vector<size_t> first_row_block, bounds;  // thread s's run: its row blocks and its tasks
+    if (m >= 16) {
+      const size_t threads = static_cast<size_t>(pool_.size());
+      for (size_t s = 0; s <= threads; ++s) {
+        first_row_block.push_back(s * row_blocks / threads);
+        bounds.push_back(col_blocks * first_row_block.back());
+      }
     }
     auto body = [&](size_t t) {
       alignas(64) float acc[cpu::kGemmMaxRows * 32];
