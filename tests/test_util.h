@@ -27,8 +27,15 @@ inline std::string shared(const std::string& rel) { return std::string(AMA_SHARE
 // which decide the panels, tails and splits, and take kRealRows rows: 161
 // under the sanitizers, which only repeats the row-tile loop fewer times
 // and still ends in a partial tile of every variant (6, 8, 16 and 32 rows).
+// (GCC defines __SANITIZE_*__; clang answers __has_feature.)
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
 #else
 inline constexpr bool kSanitized = false;
 #endif
