@@ -30,6 +30,10 @@
 //  - threads: our ThreadPool and oneDNN's OpenMP team (omp_set_num_threads)
 //    both at the count of the run; oneDNN's primitives are created after the
 //    count is set, since its matmul plans its blocking for the team size.
+//  - outputs: each side writes its own buffer of the same kind, by default
+//    2 MiB-aligned and advised MADV_HUGEPAGE (core/huge_pages.h), as the
+//    model allocates its own large outputs; `--pages 4k` gives both plain
+//    64-byte-aligned memory instead (see OutputBuffer).
 //  - timing: each repetition runs ours then oneDNN, back to back, so the
 //    noise of a shared machine hits both alike; the table gives medians.
 //
@@ -54,6 +58,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/peak.h"
+#include "core/huge_pages.h"
 #include "model/hparams.h"
 
 #ifdef AMA_HAVE_DNNL
@@ -98,21 +103,38 @@ std::vector<GemmShape> encoder_shapes(const std::string& arch, const HParams& hp
           {arch, "cross kv (all layers)", ctx, n, 2 * hp.n_text_layer * hp.n_text_state}};
 }
 
-// The output, 64-byte aligned as oneDNN allocates its own: a std::vector's
-// 16-byte alignment made every 64-byte store of ours straddle two lines.
-struct AlignedFloats {
-  explicit AlignedFloats(size_t count) : n(count), p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
+// An output buffer, zero-filled (touched) before timing. Both sides get one
+// of the same kind:
+//  - huge (the default): ama::huge_alloc, 2 MiB-aligned and advised
+//    MADV_HUGEPAGE from 2 MiB up, as the model allocates its large outputs
+//    (the encoder's activations, the cross K/V caches).
+//  - 4k (--pages 4k): 64-byte-aligned memory on 4 KiB pages, as oneDNN
+//    allocates its own (a std::vector's 16-byte alignment made every 64-byte
+//    store straddle two lines).
+// Why the default: on the Zen 5 VM we measure on, the 295 MB output of
+// medium's cross K/V on 4 KiB pages made both sides slow and erratic. Ours
+// and oneDNN's, at one thread, int8: 405-575 and 197-568 ms on 4 KiB pages;
+// 200-209 and 209-225 ms on huge pages (bf16: 384-785 and 476-752; 386-387
+// and 486-528). The GEMM is the same; the time went into translating the
+// output's 72,000 pages.
+struct OutputBuffer {
+  OutputBuffer(size_t count, bool huge_pages)
+      : n(count),
+        huge(huge_pages && count * sizeof(float) >= ama::kHugePageMin),
+        p(static_cast<float*>(huge ? ama::huge_alloc(n * sizeof(float))
+                                   : std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
     if (!p) throw std::bad_alloc();
     std::fill(p, p + n, 0.0f);
   }
   size_t size() const { return n; }
   float operator[](size_t i) const { return p[i]; }
-  ~AlignedFloats() { std::free(p); }
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  ~OutputBuffer() { std::free(p); }
+  OutputBuffer(const OutputBuffer&) = delete;
+  OutputBuffer& operator=(const OutputBuffer&) = delete;
   float* data() { return p; }
   const float* data() const { return p; }
   size_t n;
+  bool huge;
   float* p;
 };
 
@@ -156,8 +178,9 @@ float abs_max(const float* x, size_t count) {
 class OneDnnGemm {
  public:
   // x: the input, from which the int8 activation scale is calibrated.
+  // y: the output buffer (s.m x s.n floats), which stays the caller's.
   OneDnnGemm(dnnl::engine& eng, ComputeType ct, const GemmShape& s, const std::vector<float>& w,
-             const std::vector<float>& x)
+             const std::vector<float>& x, float* y)
       : eng_(eng), st_(eng), ct_(ct), s_(s) {
     using namespace dnnl;
     using dt = memory::data_type;
@@ -200,7 +223,7 @@ class OneDnnGemm {
     impl_ = pd.impl_info_str();
     mm_ = matmul(pd);
     w_mem_ = memory(pd.weights_desc(), eng_);
-    y_mem_ = memory(y_md_, eng_);
+    y_mem_ = memory(y_md_, eng_, y);
     memory w_user = ct == ComputeType::int8 ? memory(w_user_md, eng_, wq.data())
                                             : memory(w_user_md, eng_, const_cast<float*>(w.data()));
     reorder(w_user, w_mem_).execute(st_, w_user, w_mem_);
@@ -295,6 +318,7 @@ struct Options {
   int max_reps = 50;
   double min_seconds = 0.5;  // per side and configuration: small shapes get more repetitions
   std::string layer_filter;  // substring of "model layer"
+  bool huge_pages = true;    // the outputs' memory (OutputBuffer)
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -356,9 +380,13 @@ std::string parse_options(int argc, char** argv, Options* o) {
       }
     } else if (a == "--layers") {
       o->layer_filter = v;
+    } else if (a == "--pages") {
+      if (v != "huge" && v != "4k") return "bad --pages '" + v + "' (huge or 4k)";
+      o->huge_pages = v == "huge";
     } else {
       return "unknown option " + a +
-             " (--models tiny,base,... --types f32,bf16,int8 --threads 1,2 --reps N --min-seconds S --layers TEXT)";
+             " (--models tiny,base,... --types f32,bf16,int8 --threads 1,2 --reps N --min-seconds S --layers TEXT"
+             " --pages huge|4k)";
     }
   }
   if (o->models.empty() || o->types.empty() || o->threads.empty()) return "empty --models, --types or --threads";
@@ -392,10 +420,11 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
   bo.compute = ct;
   auto be = std::move(make_cpu_backend(bo).value());
   auto packed = be->pack_as(w.data(), s.n, s.k, ct);
-  AlignedFloats y(static_cast<size_t>(s.m) * s.n);
+  OutputBuffer y(static_cast<size_t>(s.m) * s.n, o.huge_pages);
+  OutputBuffer y_dnnl(static_cast<size_t>(s.m) * s.n, o.huge_pages);
   auto ours = [&] { be->linear(x.data(), s.m, s.k, *packed, nullptr, Activation::none, false, y.data(), s.n); };
 
-  OneDnnGemm dn(eng, ct, s, w, x);
+  OneDnnGemm dn(eng, ct, s, w, x, y_dnnl.data());
   const float* yd = nullptr;
 
   // Warm-up (first touch of the outputs, oneDNN's scratchpads), which also
@@ -548,7 +577,7 @@ int onednn_compare_main(int argc, char** argv) {
               describe_cpu().substr(0, describe_cpu().find('\n')).c_str(), isa_name(selected_isa().isa),
               wait_policy ? wait_policy : "(unset: libgomp spins)");
   std::printf("Medians of the repetitions (reps), ours and oneDNN alternating, f32 activations in and f32 out, "
-              "activation conversion included on both sides, weights pre-packed. ratio = oneDNN ms / ours "
+              "activation conversion included on both sides, weights pre-packed, outputs in %s. ratio = oneDNN ms / ours "
               "(>= 1: we are at least as fast). %% peak: of this machine's measured peak for the type and thread "
               "count (%s). int8: ours quantizes each call's rows (min/max scan included), oneDNN's activation "
               "scale is calibrated once (its fast int8 matmul needs scales fixed at creation). max|Δ|: ours "
@@ -556,6 +585,7 @@ int onednn_compare_main(int argc, char** argv) {
               "bound; bf16, int8: 6 sigma; bench/onednn_compare.cpp); err: max error against double on 4 sampled "
               "rows (ours / oneDNN); \"over: oneDNN's error\": the difference is oneDNN's own (its err beyond its "
               "bound, ours within ours), which is not counted as a failure.\n\n",
+              o.huge_pages ? "memory advised for 2 MiB pages (--pages huge)" : "memory on 4 KiB pages (--pages 4k)",
               [&] {
                 std::string s;
                 for (size_t i = 0; i < peak_notes.size(); ++i) s += (i ? "; " : "") + peak_notes[i];
