@@ -156,6 +156,15 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
+// The q-quantile (0..1) of v, linearly interpolated between order statistics.
+double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double at = q * static_cast<double>(v.size() - 1);
+  const size_t i = static_cast<size_t>(at);
+  if (i + 1 >= v.size()) return v.back();
+  return v[i] + (at - static_cast<double>(i)) * (v[i + 1] - v[i]);
+}
+
 // libdnnl.so.2 on Debian uses GNU OpenMP (DNNL_CPU_RUNTIME_OMP); libgomp is
 // loaded with it, so its omp_set_num_threads is found without linking
 // OpenMP into the benchmark (which would change how the rest compiles).
@@ -308,6 +317,9 @@ struct Row {
   int reps;
   std::string impl;  // oneDNN's matmul implementation
   double tol_ours = 0, tol_dnnl = 0;  // each side's own expected error against double (sampled rows)
+  // Quartiles of the per-repetition ratios (oneDNN's time over ours in the
+  // same repetition, back to back): how far the VM's noise moves the ratio.
+  double ratio_q25 = 0, ratio_q75 = 0;
 };
 
 struct Options {
@@ -448,6 +460,10 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
   }
 
   Row row{s, ct, threads, 1e3 * median(ours_s), 1e3 * median(dnnl_s), 0, 0, 0, 0, 0, reps, dn.impl()};
+  std::vector<double> paired;
+  for (size_t i = 0; i < ours_s.size(); ++i) paired.push_back(dnnl_s[i] / ours_s[i]);
+  row.ratio_q25 = quantile(paired, 0.25);
+  row.ratio_q75 = quantile(paired, 0.75);
   const Isa isa = selected_isa().isa;
   row.peak_gflops = ct == ComputeType::f32 ? peaks.f32_peak(isa)
                     : ct == ComputeType::bf16 ? (peaks.bf16_gflops > 0 ? peaks.bf16_gflops : peaks.f32_peak(isa))
@@ -563,7 +579,8 @@ int onednn_compare_main(int argc, char** argv) {
           if (std::find(unsupported.begin(), unsupported.end(), note) == unsupported.end()) unsupported.push_back(note);
           continue;
         }
-        std::fprintf(stderr, " ours %.3f ms, oneDNN %.3f ms (%d reps)\n", r.ours_ms, r.dnnl_ms, r.reps);
+        std::fprintf(stderr, " ours %.3f ms, oneDNN %.3f ms, ratio %.2f (q25-q75 %.2f-%.2f, %d reps)\n", r.ours_ms,
+                     r.dnnl_ms, r.dnnl_ms / r.ours_ms, r.ratio_q25, r.ratio_q75, r.reps);
         if (ours_off(r)) ++failures;
         rows.push_back(r);
         std::string& impl = impls[static_cast<int>(ct)];
@@ -578,7 +595,8 @@ int onednn_compare_main(int argc, char** argv) {
               wait_policy ? wait_policy : "(unset: libgomp spins)");
   std::printf("Medians of the repetitions (reps), ours and oneDNN alternating, f32 activations in and f32 out, "
               "activation conversion included on both sides, weights pre-packed, outputs in %s. ratio = oneDNN ms / ours "
-              "(>= 1: we are at least as fast). %% peak: of this machine's measured peak for the type and thread "
+              "(>= 1: we are at least as fast); q25-q75: the quartiles of the repetitions' own ratios (each "
+              "repetition runs both sides back to back), the spread the machine's noise gives it. %% peak: of this machine's measured peak for the type and thread "
               "count (%s). int8: ours quantizes each call's rows (min/max scan included), oneDNN's activation "
               "scale is calibrated once (its fast int8 matmul needs scales fixed at creation). max|Δ|: ours "
               "against oneDNN over the whole output; tol: the arithmetic's expected error (f32: probabilistic "
@@ -591,37 +609,40 @@ int onednn_compare_main(int argc, char** argv) {
                 for (size_t i = 0; i < peak_notes.size(); ++i) s += (i ? "; " : "") + peak_notes[i];
                 return s;
               }().c_str());
-  std::printf("| model | layer | M x K x N | type | threads | ours ms | oneDNN ms | ratio | ours GFLOP/s | oneDNN "
+  std::printf("| model | layer | M x K x N | type | threads | ours ms | oneDNN ms | ratio | q25-q75 | ours GFLOP/s | oneDNN "
               "GFLOP/s | ours %% peak | oneDNN %% peak | max\\|Δ\\| | tol | err ours / oneDNN | reps |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     const double g_ours = r.s.flops() / (r.ours_ms * 1e6), g_dnnl = r.s.flops() / (r.dnnl_ms * 1e6);
-    std::printf("| %s | %s | %dx%dx%d | %s | %d | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %.0f | %.2e | %.2e%s | "
+    std::printf("| %s | %s | %dx%dx%d | %s | %d | %.3f | %.3f | %.2f | %.2f-%.2f | %.0f | %.0f | %.0f | %.0f | %.2e | %.2e%s | "
                 "%.1e / %.1e | %d |\n",
                 r.s.model.c_str(), r.s.layer.c_str(), r.s.m, r.s.k, r.s.n, compute_type_name(r.ct), r.threads,
-                r.ours_ms, r.dnnl_ms, r.dnnl_ms / r.ours_ms, g_ours, g_dnnl, 100 * g_ours / r.peak_gflops,
+                r.ours_ms, r.dnnl_ms, r.dnnl_ms / r.ours_ms, r.ratio_q25, r.ratio_q75, g_ours, g_dnnl, 100 * g_ours / r.peak_gflops,
                 100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, verdict(r), r.ours_err,
                 r.dnnl_err, r.reps);
   }
   // One number per type and thread count: the geometric mean of the ratios
   // (each shape counts once, whatever its size) and the ratio of the summed
-  // times (dominated by the largest shapes, like an encoder pass).
-  std::printf("\n| type | threads | shapes | geometric mean ratio | total ours ms | total oneDNN ms | total ratio |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  // times (dominated by the largest shapes, like an encoder pass); and how
+  // many shapes lose beyond the noise (three of four repetitions below 1).
+  std::printf("\n| type | threads | shapes | geometric mean ratio | total ours ms | total oneDNN ms | total ratio | "
+              "shapes with q75 < 1 |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   for (int threads : o.threads)
     for (ComputeType ct : o.types) {
       double log_sum = 0, ours = 0, dnnl = 0;
-      int count = 0;
+      int count = 0, losing = 0;
       for (const Row& r : rows)
         if (r.threads == threads && r.ct == ct) {
           log_sum += std::log(r.dnnl_ms / r.ours_ms);
           ours += r.ours_ms;
           dnnl += r.dnnl_ms;
           ++count;
+          losing += r.ratio_q75 < 1.0;
         }
       if (count == 0) continue;  // oneDNN could not run the type here (listed below)
-      std::printf("| %s | %d | %d | %.2f | %.1f | %.1f | %.2f |\n", compute_type_name(ct), threads, count,
-                  std::exp(log_sum / count), ours, dnnl, dnnl / ours);
+      std::printf("| %s | %d | %d | %.2f | %.1f | %.1f | %.2f | %d |\n", compute_type_name(ct), threads, count,
+                  std::exp(log_sum / count), ours, dnnl, dnnl / ours, losing);
     }
   std::printf("\noneDNN implementations:");
   const char* names[3] = {"f32", "bf16", "int8"};
