@@ -473,7 +473,8 @@ Row run_one(dnnl::engine& eng, const GemmShape& s, ComputeType ct, int threads, 
     if (ct == ComputeType::int8 && peaks.amx_int8_gops > 0) row.peak_gflops = peaks.amx_int8_gops;
   }
 
-  for (size_t i = 0; i < y.size(); ++i) row.max_diff = std::max(row.max_diff, static_cast<double>(std::fabs(y[i] - yd[i])));
+  for (size_t i = 0; i < y.size(); ++i)
+    row.max_diff = std::max(row.max_diff, static_cast<double>(std::fabs(y[i] - yd[i])));
   const std::vector<int> rows{0, s.m / 3, 2 * s.m / 3, s.m - 1};
   row.ours_err = sampled_error(y.data(), x, w, s, rows);
   row.dnnl_err = sampled_error(yd, x, w, s, rows);
@@ -594,31 +595,31 @@ int onednn_compare_main(int argc, char** argv) {
               describe_cpu().substr(0, describe_cpu().find('\n')).c_str(), isa_name(selected_isa().isa),
               wait_policy ? wait_policy : "(unset: libgomp spins)");
   std::printf("Medians of the repetitions (reps), ours and oneDNN alternating, f32 activations in and f32 out, "
-              "activation conversion included on both sides, weights pre-packed, outputs in %s. ratio = oneDNN ms / ours "
-              "(>= 1: we are at least as fast); q25-q75: the quartiles of the repetitions' own ratios (each "
-              "repetition runs both sides back to back), the spread the machine's noise gives it. %% peak: of this machine's measured peak for the type and thread "
-              "count (%s). int8: ours quantizes each call's rows (min/max scan included), oneDNN's activation "
-              "scale is calibrated once (its fast int8 matmul needs scales fixed at creation). max|Δ|: ours "
-              "against oneDNN over the whole output; tol: the arithmetic's expected error (f32: probabilistic "
-              "bound; bf16, int8: 6 sigma; bench/onednn_compare.cpp); err: max error against double on 4 sampled "
-              "rows (ours / oneDNN); \"over: oneDNN's error\": the difference is oneDNN's own (its err beyond its "
-              "bound, ours within ours), which is not counted as a failure.\n\n",
+              "activation conversion included on both sides, weights pre-packed, outputs in %s. ratio = oneDNN ms /"
+              " ours (>= 1: we are at least as fast); q25-q75: the quartiles of the repetitions' own ratios (each "
+              "repetition runs both sides back to back), the spread the machine's noise gives it. %% peak: of this "
+              "machine's measured peak for the type and thread count (%s). int8: ours quantizes each call's rows "
+              "(min/max scan included), oneDNN's activation scale is calibrated once (its fast int8 matmul needs "
+              "scales fixed at creation). max|Δ|: ours against oneDNN over the whole output; tol: the arithmetic's "
+              "expected error (f32: probabilistic bound; bf16, int8: 6 sigma; bench/onednn_compare.cpp); err: max "
+              "error against double on 4 sampled rows (ours / oneDNN); \"over: oneDNN's error\": the difference is "
+              "oneDNN's own (its err beyond its bound, ours within ours), which is not counted as a failure.\n\n",
               o.huge_pages ? "memory advised for 2 MiB pages (--pages huge)" : "memory on 4 KiB pages (--pages 4k)",
               [&] {
                 std::string s;
                 for (size_t i = 0; i < peak_notes.size(); ++i) s += (i ? "; " : "") + peak_notes[i];
                 return s;
               }().c_str());
-  std::printf("| model | layer | M x K x N | type | threads | ours ms | oneDNN ms | ratio | q25-q75 | ours GFLOP/s | oneDNN "
-              "GFLOP/s | ours %% peak | oneDNN %% peak | max\\|Δ\\| | tol | err ours / oneDNN | reps |\n");
+  std::printf("| model | layer | M x K x N | type | threads | ours ms | oneDNN ms | ratio | q25-q75 | ours GFLOP/s "
+              "| oneDNN GFLOP/s | ours %% peak | oneDNN %% peak | max\\|Δ\\| | tol | err ours / oneDNN | reps |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     const double g_ours = r.s.flops() / (r.ours_ms * 1e6), g_dnnl = r.s.flops() / (r.dnnl_ms * 1e6);
-    std::printf("| %s | %s | %dx%dx%d | %s | %d | %.3f | %.3f | %.2f | %.2f-%.2f | %.0f | %.0f | %.0f | %.0f | %.2e | %.2e%s | "
-                "%.1e / %.1e | %d |\n",
+    std::printf("| %s | %s | %dx%dx%d | %s | %d | %.3f | %.3f | %.2f | %.2f-%.2f | %.0f | %.0f | %.0f | %.0f | %.2e "
+                "| %.2e%s | %.1e / %.1e | %d |\n",
                 r.s.model.c_str(), r.s.layer.c_str(), r.s.m, r.s.k, r.s.n, compute_type_name(r.ct), r.threads,
-                r.ours_ms, r.dnnl_ms, r.dnnl_ms / r.ours_ms, r.ratio_q25, r.ratio_q75, g_ours, g_dnnl, 100 * g_ours / r.peak_gflops,
-                100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, verdict(r), r.ours_err,
+                r.ours_ms, r.dnnl_ms, r.dnnl_ms / r.ours_ms, r.ratio_q25, r.ratio_q75, g_ours, g_dnnl,
+                100 * g_ours / r.peak_gflops, 100 * g_dnnl / r.peak_gflops, r.max_diff, r.tol, verdict(r), r.ours_err,
                 r.dnnl_err, r.reps);
   }
   // One number per type and thread count: the geometric mean of the ratios
