@@ -118,11 +118,7 @@ std::vector<GemmShape> encoder_shapes(const std::string& arch, const HParams& hp
 // and 486-528). The GEMM is the same; the time went into translating the
 // output's 72,000 pages.
 struct OutputBuffer {
-  OutputBuffer(size_t count, bool huge_pages)
-      : n(count),
-        huge(huge_pages && count * sizeof(float) >= ama::kHugePageMin),
-        p(static_cast<float*>(huge ? ama::huge_alloc(n * sizeof(float))
-                                   : std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
+  OutputBuffer(size_t count, bool huge_pages) : n(count), p(allocate(count * sizeof(float), huge_pages)) {
     if (!p) throw std::bad_alloc();
     std::fill(p, p + n, 0.0f);
   }
@@ -134,8 +130,15 @@ struct OutputBuffer {
   float* data() { return p; }
   const float* data() const { return p; }
   size_t n;
-  bool huge;
   float* p;
+
+ private:
+  // Either is released with std::free.
+  static float* allocate(size_t bytes, bool huge_pages) {
+    void* q = huge_pages && bytes >= ama::kHugePageMin ? ama::huge_alloc(bytes)
+                                                       : std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    return static_cast<float*>(q);
+  }
 };
 
 std::vector<float> random_normal(size_t count, unsigned seed, float sigma) {
