@@ -171,7 +171,7 @@ static void quantize_u16_row_avx512(const float* x, int n, uint8_t* hi_digit, ui
     const __m512i u = _mm512_min_epu32(quantize_steps16(_mm512_maskz_loadu_ps(m, x + i), vlo, vinv), top);
     const __m128i h = _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 8));
     const __m128i l = _mm512_cvtepi32_epi8(_mm512_and_si512(u, _mm512_set1_epi32(255)));
-    if (m == 0xffff) {  // plain stores where whole: see row_out
+    if (m == 0xffff) {  // plain stores where whole: see tile_store
       _mm_storeu_si128(reinterpret_cast<__m128i*>(hi_digit + i), h);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(lo_digit + i), l);
     } else {
@@ -199,6 +199,14 @@ struct TileCols {
   }
 };
 
+// A tile's epilogue, on the accumulators in registers: each step is one
+// test per tile and then straight-line code over the R x 2 vectors (bias,
+// activation, then the stores). Tested per row and half instead, as before,
+// the epilogue of an 8-row tile was 16 copies of a chain of branches to
+// code laid out far apart; base's 1500 x 384 x 1536 bf16 GEMM at one Zen 5
+// thread ran its tiles at 400-408 GFLOP/s against 438-443 for the same K
+// loop with plain stores (kernel alone, alternated in one process).
+//
 // Whole 16-column halves are written with plain stores, only a tail with a
 // masked one: on Zen 5 a masked store costs far more than a plain one even
 // with every lane set. With masked stores throughout, base's 1500 x 512 x
@@ -206,33 +214,68 @@ struct TileCols {
 // and 4.6 ms (0.97x) when the output went to a small reused buffer
 // instead; with plain stores, 4.1 against 4.0 ms (0.95-0.98x). The cross
 // K/V (1500 x 512 x 6144, bf16 out) went from 0.72 to 0.93x, f32 mlp up
-// from 0.83 to 0.95x (same runs, `amanuensis_bench --onednn-compare`).
+// from 0.83 to 0.95x (same runs, `amanuensis_bench --onednn-compare`). A
+// masked store with an empty mask (the second half of a tile of at most 16
+// columns) writes nothing.
 //
-// The two halves by value, and the tiles' row loops unrolled (#pragma GCC
-// unroll): with a pointer into the accumulator array, or a loop indexing it
-// at run time, GCC 12 kept the whole array in memory, zeroed on the stack
+// The accumulators by reference into an always-inlined function, and every
+// loop over them unrolled (#pragma GCC unroll): with a loop indexing them at
+// run time, GCC 12 kept the whole array in memory, zeroed on the stack
 // before the K loop and stored back after it. Register-only accumulators,
 // one Zen 4 core: 1500 x 512 x 1536 bf16 11.60-11.64 -> 10.97 ms (86.6 ->
 // 91.6% of peak), int8 5.96-6.38 -> 5.76-5.93 ms.
-static inline __attribute__((always_inline)) void row_out(__m512 v0, __m512 v1, int r, const TileOut& o,
-                                                          const TileCols& t) {
-  for (int p = 0; p < 2; ++p) {
-    if (!t.m[p]) break;
-    __m512 v = p == 0 ? v0 : v1;
-    if (o.bias) v = _mm512_add_ps(v, t.b[p]);
-    if (o.act == Act::gelu) v = gelu16(v);
-    if (o.act == Act::gelu_q8) v = gelu_q8_16(v);
-    const bool full = t.m[p] == 0xffff;
-    if (o.y_bf16) {
-      uint16_t* yb = o.y_bf16 + r * o.ldy + 16 * p;
-      if (full) _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb), avx512::to_bf16_rne(v));
-      else _mm256_mask_storeu_epi16(yb, t.m[p], avx512::to_bf16_rne(v));
-      continue;
+template <int R>
+static inline __attribute__((always_inline)) void tile_store(__m512 (&v)[R][2], const TileOut& o, const TileCols& t) {
+  const Act act = o.act;
+  const size_t ldy = o.ldy;
+  const bool full = t.m[0] == 0xffff && t.m[1] == 0xffff;
+  if (o.bias) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) v[r][0] = _mm512_add_ps(v[r][0], t.b[0]), v[r][1] = _mm512_add_ps(v[r][1], t.b[1]);
+  }
+  if (act == Act::gelu) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) v[r][0] = gelu16(v[r][0]), v[r][1] = gelu16(v[r][1]);
+  } else if (act == Act::gelu_q8) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) v[r][0] = gelu_q8_16(v[r][0]), v[r][1] = gelu_q8_16(v[r][1]);
+  }
+  if (uint16_t* yb = o.y_bf16) {
+    if (full) {
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb + r * ldy + 16 * p), avx512::to_bf16_rne(v[r][p]));
+    } else {
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p) _mm256_mask_storeu_epi16(yb + r * ldy + 16 * p, t.m[p], avx512::to_bf16_rne(v[r][p]));
     }
-    float* y = o.y + r * o.ldy + 16 * p;
-    if (o.accumulate) v = _mm512_add_ps(v, full ? _mm512_loadu_ps(y) : _mm512_maskz_loadu_ps(t.m[p], y));
-    if (full) _mm512_storeu_ps(y, v);
-    else _mm512_mask_storeu_ps(y, t.m[p], v);
+    return;
+  }
+  float* y = o.y;
+  if (full) {
+    if (o.accumulate) {
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p) v[r][p] = _mm512_add_ps(v[r][p], _mm512_loadu_ps(y + r * ldy + 16 * p));
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p) _mm512_storeu_ps(y + r * ldy + 16 * p, v[r][p]);
+  } else {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p) {
+        __m512 x = v[r][p];
+        if (o.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(t.m[p], y + r * ldy + 16 * p));
+        _mm512_mask_storeu_ps(y + r * ldy + 16 * p, t.m[p], x);
+      }
   }
 }
 
@@ -240,7 +283,7 @@ static inline __attribute__((always_inline)) void row_out(__m512 v0, __m512 v1, 
 // and 6 broadcasts per k, out of 32 zmm registers.
 // One template per row count (dispatch_rows), every loop over rows
 // unrolled: with the row count known only at run time GCC 12 kept the
-// accumulators in memory (see row_out); 1500 x 512 x 2048 at one Zen 4
+// accumulators in memory (see tile_store); 1500 x 512 x 2048 at one Zen 4
 // core: 30.7-31.2 -> 29.2-29.8 ms.
 template <int R, bool Out>
 static void f32_rows(const float* x, size_t ldx, const float* w0p, const float* w1p, int n_panels, int k, float* acc,
@@ -259,9 +302,7 @@ static void f32_rows(const float* x, size_t ldx, const float* w0p, const float* 
     }
   }
   if constexpr (Out) {
-    const TileCols t(*o, false);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) row_out(c[r][0], c[r][1], r, *o, t);
+    tile_store<R>(c, *o, TileCols(*o, false));
   } else {
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
@@ -333,9 +374,7 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
     }
   }
   if constexpr (Out) {
-    const TileCols t(*o, false);
-#pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) row_out(c[r][0], c[r][1], r, *o, t);
+    tile_store<R>(c, *o, TileCols(*o, false));
   } else {
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_ps(acc + r * 32, c[r][0]);
@@ -402,15 +441,6 @@ __attribute__((target("avx512vnni"), always_inline)) static inline void dot4_row
         "m"(*reinterpret_cast<const uint8_t(*)[]>(x)));  // the rows it reads: memory the asm depends on
 }
 
-static inline void i8_row_out(__m512i c0, __m512i c1, int r, const TileOut& o, const TileCols& t) {
-  const __m512 sx = _mm512_set1_ps(o.sx[r]), lo = _mm512_set1_ps(o.lo[r]);
-  const __m512i c[2] = {c0, c1};
-  __m512 v[2];
-  for (int p = 0; p < 2; ++p)
-    v[p] = _mm512_mul_ps(t.ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[p]), _mm512_mul_ps(lo, t.cs[p])));
-  row_out(v[0], v[1], r, o, t);
-}
-
 // gemm_u8s8_s32_8x32__avx512vnni: vpdpbusd does four u8 x s8 products per
 // lane; 8 rows x 2 panels = 16 accumulators, as the bf16 tile.
 template <int R, bool Out>
@@ -447,9 +477,17 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
     }
   }
   if constexpr (Out) {
+    // Dequantized: y = w_scale (sx (x . w) + lo col_sum) per row and column.
     const TileCols t(*o, true);
+    __m512 v[R][2];
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) i8_row_out(c[r][0], c[r][1], r, *o, t);
+    for (int r = 0; r < R; ++r) {
+      const __m512 sx = _mm512_set1_ps(o->sx[r]), lo = _mm512_set1_ps(o->lo[r]);
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p)
+        v[r][p] = _mm512_mul_ps(t.ws[p], _mm512_fmadd_ps(sx, _mm512_cvtepi32_ps(c[r][p]), _mm512_mul_ps(lo, t.cs[p])));
+    }
+    tile_store<R>(v, *o, t);
   } else {
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_si512(acc + r * 32, c[r][0]);
