@@ -80,7 +80,11 @@ std::string alone(const std::string& file, const PipelineOptions& o) {
 void same_together_as_alone(bool beams) {
   const PipelineOptions o = options(beams);
   auto files = clips();
+  // Under the sanitizers (10-20x slower) greedy takes four of the six
+  // clips, 94 s of audio instead of 204: the test took 39 s there, the
+  // longest of the sanitized run, which has to fit CI's 30 minutes.
   if (beams) files = {files[0], files[3], files[4]};
+  else if (test::kSanitized) files = {files[0], files[1], files[3], files[4]};
   std::vector<std::string> want;
   for (const auto& f : files) want.push_back(alone(f, o));
 
