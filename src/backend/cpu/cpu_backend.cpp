@@ -65,15 +65,6 @@ T* scratch(size_t n) {
 // Work split for a GEMM: blocks of rows by blocks of columns. Block sizes are
 // fixed numbers, independent of the thread count, so results never depend on it.
 constexpr int kRowBlock = 96;    // multiple of every row tile (4, 6, 32)
-// The f32 tiles 64 columns wide (KernelTable::gemm_f32_out_panels) from
-// this K on. Against oneDNN's f32 matmul at one Zen 5 thread (ratios of
-// `amanuensis_bench --onednn-compare`, two alternated runs, 6 x 32 -> 6 x
-// 64): K >= 768 gained (small MLP up 1.00-1.01 -> 1.03-1.04, cross K/V
-// 1.11-1.12 -> 1.16-1.21, MLP down 0.96-0.98 -> 0.96-1.00); K = 240 lost
-// (conv1 0.95-0.97 -> 0.91-0.94) and K = 384 and 512 were level or 1-2%
-// behind. At K <= 512 the narrow tile's 32 columns of weights (48-64 KB)
-// still mostly sit in the 48 KB L1; the wide tile's do not.
-constexpr int kWideF32MinK = 768;
 constexpr int kColBlock = 128;   // 8 panels: 128 x K floats of weights stay in L2 for K <= 2048
 
 class CpuBackend final : public Backend {
@@ -233,7 +224,7 @@ class CpuBackend final : public Backend {
         }
         k_.gemm_f32_tile(xi, lds, rows, panels, stride, n_panels, k, acc);
         return false;
-      }, k_.gemm_f32_tile_out && k >= kWideF32MinK ? k_.gemm_f32_out_panels : 2);
+      });
     } else if (const auto* b = dynamic_cast<const Bf16Panels*>(&w)) {
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       // Activations to bf16 once per call (round to nearest even), K padded
@@ -729,7 +720,7 @@ class CpuBackend final : public Backend {
   // here while the tile is in cache.
   template <typename Tile>
   void gemm_driver(int m, int tile_rows, const PackedMatrix& w, const float* bias, Activation act, bool accumulate,
-                   const LinearOutput& out, const Tile& tile, int out_panels = 2) {
+                   const LinearOutput& out, const Tile& tile) {
     const int n = w.n_out;
     const size_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
     const size_t col_blocks = (n + kColBlock - 1) / kColBlock;
@@ -783,16 +774,6 @@ class CpuBackend final : public Backend {
       const int n0 = cb * kColBlock, n1 = std::min(n, n0 + kColBlock);
       const int m0 = rb * kRowBlock, m1 = std::min(m, m0 + kRowBlock);
       for (int j = n0; j < n1; j += 32) {
-        // A kernel that finishes wider tiles (out_panels > 2) takes them
-        // first; where it cannot (a split block boundary inside), the
-        // 32-column steps below.
-        if (out_panels > 2 && (j - n0) % (16 * out_panels) == 0) {
-          const int wide = std::min(16 * out_panels, n1 - j);
-          if (wide > 32 && tile(m0, m1 - m0, j, (wide + 15) / 16, nullptr)) {
-            j += wide - 32;
-            continue;
-          }
-        }
         const int cols = std::min(32, n1 - j);
         const int n_panels = cols > 16 ? 2 : 1;
         // Split blocks need not be multiples of 32: a tile's columns may

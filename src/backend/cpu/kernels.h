@@ -69,7 +69,7 @@ struct TileOut {
   const float* bias;
   Act act;
   bool accumulate;
-  int cols;  // 1..16 x the kernel's panels (KernelTable::gemm_f32_out_panels; 2 elsewhere)
+  int cols;  // 1..32
   float* y;           // f32 out, or
   uint16_t* y_bf16;   // bf16 out (round to nearest even, as to_bf16_row; no accumulate)
   size_t ldy;
@@ -172,9 +172,6 @@ struct KernelTable {
                              int n_panels, int k_pairs, const TileOut& out);
   void (*gemm_f32_tile_out)(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride,
                             int n_panels, int k, const TileOut& out);
-  // The panels gemm_f32_tile_out takes per call: 2, or 4 where its tile is
-  // 64 columns wide (AVX-512: 6 x 64, kernels_avx512.cpp).
-  int gemm_f32_out_panels = 2;
 };
 
 const KernelTable& kernel_table(Isa isa);  // isa must be supported

@@ -185,14 +185,13 @@ static void quantize_u16_row_avx512(const float* x, int n, uint8_t* hi_digit, ui
 
 // TileOut's epilogue, in registers: the column vectors of a tile (loaded
 // once), then each row's two accumulators, as f32 (dequantized for int8).
-template <int P = 2>
 struct TileCols {
-  __mmask16 m[P];
-  __m512 ws[P], cs[P], b[P];
+  __mmask16 m[2];
+  __m512 ws[2], cs[2], b[2];
   TileCols(const TileOut& o, bool dequant) {
-    for (int p = 0; p < P; ++p) {
-      const int n = std::clamp(o.cols - 16 * p, 0, 16);
-      m[p] = static_cast<__mmask16>((1u << n) - 1u);
+    m[0] = o.cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << o.cols) - 1);
+    m[1] = o.cols >= 32 ? 0xffff : o.cols > 16 ? static_cast<__mmask16>((1u << (o.cols - 16)) - 1) : 0;
+    for (int p = 0; p < 2; ++p) {
       ws[p] = dequant ? _mm512_maskz_loadu_ps(m[p], o.w_scale + 16 * p) : _mm512_setzero_ps();
       cs[p] = dequant ? _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m[p], o.col_sum + 16 * p)) : _mm512_setzero_ps();
       b[p] = o.bias ? _mm512_maskz_loadu_ps(m[p], o.bias + 16 * p) : _mm512_setzero_ps();
@@ -225,42 +224,34 @@ struct TileCols {
 // before the K loop and stored back after it. Register-only accumulators,
 // one Zen 4 core: 1500 x 512 x 1536 bf16 11.60-11.64 -> 10.97 ms (86.6 ->
 // 91.6% of peak), int8 5.96-6.38 -> 5.76-5.93 ms.
-template <int R, int P = 2>
-static inline __attribute__((always_inline)) void tile_store(__m512 (&v)[R][P], const TileOut& o,
-                                                             const TileCols<P>& t) {
+template <int R>
+static inline __attribute__((always_inline)) void tile_store(__m512 (&v)[R][2], const TileOut& o, const TileCols& t) {
   const Act act = o.act;
   const size_t ldy = o.ldy;
-  bool full = true;
-  for (int p = 0; p < P; ++p) full = full && t.m[p] == 0xffff;
+  const bool full = t.m[0] == 0xffff && t.m[1] == 0xffff;
   if (o.bias) {
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) v[r][p] = _mm512_add_ps(v[r][p], t.b[p]);
+    for (int r = 0; r < R; ++r) v[r][0] = _mm512_add_ps(v[r][0], t.b[0]), v[r][1] = _mm512_add_ps(v[r][1], t.b[1]);
   }
   if (act == Act::gelu) {
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) v[r][p] = gelu16(v[r][p]);
+    for (int r = 0; r < R; ++r) v[r][0] = gelu16(v[r][0]), v[r][1] = gelu16(v[r][1]);
   } else if (act == Act::gelu_q8) {
 #pragma GCC unroll 12
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) v[r][p] = gelu_q8_16(v[r][p]);
+    for (int r = 0; r < R; ++r) v[r][0] = gelu_q8_16(v[r][0]), v[r][1] = gelu_q8_16(v[r][1]);
   }
   if (uint16_t* yb = o.y_bf16) {
     if (full) {
 #pragma GCC unroll 12
       for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p)
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p)
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb + r * ldy + 16 * p), avx512::to_bf16_rne(v[r][p]));
     } else {
 #pragma GCC unroll 12
       for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) _mm256_mask_storeu_epi16(yb + r * ldy + 16 * p, t.m[p], avx512::to_bf16_rne(v[r][p]));
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p) _mm256_mask_storeu_epi16(yb + r * ldy + 16 * p, t.m[p], avx512::to_bf16_rne(v[r][p]));
     }
     return;
   }
@@ -269,18 +260,18 @@ static inline __attribute__((always_inline)) void tile_store(__m512 (&v)[R][P], 
     if (o.accumulate) {
 #pragma GCC unroll 12
       for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) v[r][p] = _mm512_add_ps(v[r][p], _mm512_loadu_ps(y + r * ldy + 16 * p));
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; ++p) v[r][p] = _mm512_add_ps(v[r][p], _mm512_loadu_ps(y + r * ldy + 16 * p));
     }
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) _mm512_storeu_ps(y + r * ldy + 16 * p, v[r][p]);
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p) _mm512_storeu_ps(y + r * ldy + 16 * p, v[r][p]);
   } else {
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p) {
         __m512 x = v[r][p];
         if (o.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(t.m[p], y + r * ldy + 16 * p));
         _mm512_mask_storeu_ps(y + r * ldy + 16 * p, t.m[p], x);
@@ -289,37 +280,36 @@ static inline __attribute__((always_inline)) void tile_store(__m512 (&v)[R][P], 
 }
 
 // gemm_f32_f32_6x32__avx512: 6 rows x 2 zmm = 12 accumulators, 2 weight loads
-// and 6 broadcasts per k, out of 32 zmm registers; and for the tiles that
-// finish in registers (gemm_f32_tile_out) when the driver asks for more
-// than two panels, 6 x 64: 24 accumulators, 4 weight loads and the same 6
-// broadcasts for twice the multiply-adds (oneDNN's brgemm tile too, seen
-// with ONEDNN_JIT_DUMP=1). The driver asks only for K >= 768: see
-// CpuBackend's f32 linear for the measurements.
+// and 6 broadcasts per k, out of 32 zmm registers.
+// Tried and dropped: 6 x 64 (24 accumulators, oneDNN's brgemm tile, seen
+// with ONEDNN_JIT_DUMP=1) for the tiles that finish in registers. Against
+// oneDNN at one Zen 5 thread it lost at K = 240 (conv1 0.95-0.97 -> 0.91-
+// 0.94), was level or 1-2% behind at K = 384-512, gained 1-4% at K = 768-
+// 2048 in one alternated pair of runs and lost at K = 4096 (medium MLP down
+// 0.96 -> 0.92), where its 64 columns of weights (1 MB) no longer fit the
+// L2; the run-to-run spread of the ratios is itself 2-3%.
 // One template per row count (dispatch_rows), every loop over rows
 // unrolled: with the row count known only at run time GCC 12 kept the
 // accumulators in memory (see tile_store); 1500 x 512 x 2048 at one Zen 4
 // core: 30.7-31.2 -> 29.2-29.8 ms.
-template <int R, bool Out, int P = 2>
-static void f32_rows(const float* x, size_t ldx, const float* const (&wp)[P], int n_panels, int k, float* acc,
+template <int R, bool Out>
+static void f32_rows(const float* x, size_t ldx, const float* w0p, const float* w1p, int n_panels, int k, float* acc,
                      const TileOut* o) {
-  __m512 c[R][P];
+  __m512 c[R][2];
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) c[r][p] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
   for (int kk = 0; kk < k; ++kk) {
-    __m512 w[P];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) w[p] = _mm512_loadu_ps(wp[p] + kk * 16);
+    const __m512 w0 = _mm512_loadu_ps(w0p + kk * 16);
+    const __m512 w1 = _mm512_loadu_ps(w1p + kk * 16);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
-#pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) c[r][p] = _mm512_fmadd_ps(xv, w[p], c[r][p]);
+      c[r][0] = _mm512_fmadd_ps(xv, w0, c[r][0]);
+      c[r][1] = _mm512_fmadd_ps(xv, w1, c[r][1]);
     }
   }
   if constexpr (Out) {
-    tile_store<R, P>(c, *o, TileCols<P>(*o, false));
+    tile_store<R>(c, *o, TileCols(*o, false));
   } else {
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
@@ -329,21 +319,13 @@ static void f32_rows(const float* x, size_t ldx, const float* const (&wp)[P], in
   }
 }
 
-// P = 4 where more than two panels are asked for (tile_out only); a panel
-// past n_panels reads the last real one, and its columns are masked off.
 template <bool Out>
 static void f32_tile(const float* x, size_t ldx, int rows, const float* panels, size_t panel_stride, int n_panels,
                      int k, float* acc, const TileOut* o) {
-  auto panel = [&](int p) { return panels + std::min(p, n_panels - 1) * panel_stride; };
-  if constexpr (Out) {
-    if (n_panels > 2) {
-      const float* const wp[4] = {panel(0), panel(1), panel(2), panel(3)};
-      avx512::dispatch_rows<6>(rows, [&](auto r) { f32_rows<decltype(r)::value, true, 4>(x, ldx, wp, n_panels, k, acc, o); });
-      return;
-    }
-  }
-  const float* const wp[2] = {panel(0), panel(1)};
-  avx512::dispatch_rows<6>(rows, [&](auto r) { f32_rows<decltype(r)::value, Out>(x, ldx, wp, n_panels, k, acc, o); });
+  const float* w1p = panels + (n_panels > 1 ? panel_stride : 0);
+  avx512::dispatch_rows<6>(rows, [&](auto r) {
+    f32_rows<decltype(r)::value, Out>(x, ldx, panels, w1p, n_panels, k, acc, o);
+  });
 }
 
 // The *_tile_out kernels take any number of rows (a row block of the GEMM,
@@ -399,7 +381,7 @@ __attribute__((target("avx512bf16"))) static void bf16_rows(const uint16_t* x, s
     }
   }
   if constexpr (Out) {
-    tile_store<R>(c, *o, TileCols<>(*o, false));
+    tile_store<R>(c, *o, TileCols(*o, false));
   } else {
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_ps(acc + r * 32, c[r][0]);
@@ -503,7 +485,7 @@ __attribute__((target("avx512vnni"))) static void i8_rows(const uint8_t* x, size
   }
   if constexpr (Out) {
     // Dequantized: y = w_scale (sx (x . w) + lo col_sum) per row and column.
-    const TileCols<> t(*o, true);
+    const TileCols t(*o, true);
     __m512 v[R][2];
 #pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
@@ -836,8 +818,7 @@ const KernelTable& kernel_table_avx512() {
       avx512_ns::dequant_tile_generic,
       cpu_features().avx512_vnni ? avx512_ns::gemm_i8_tile_out : nullptr,
       cpu_features().avx512_bf16 ? avx512_ns::gemm_bf16_tile_out : nullptr,
-      avx512_ns::gemm_f32_tile_out,
-      4};
+      avx512_ns::gemm_f32_tile_out};
   return t;
 }
 
