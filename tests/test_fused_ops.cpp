@@ -78,10 +78,10 @@ const std::vector<Case>& cases() {
       {kRealRows, 512, 2048, true, Activation::gelu_q8, false, false, 0, "base encoder MLP up, int8 path"},
       {7, 33, 31, true, Activation::gelu_q8, true, false, 0, "gelu_q8: odd rows, tails, residual"},
       {97, 240, 48, false, Activation::gelu_q8, false, true, 16, "gelu_q8: conv1's K, split 16, bf16"},
-      // K of 768 and more with column tails of 36 and 52 past whole
-      // 64-column groups, and tiles straddling split blocks of 40.
-      {19, 800, 228, true, Activation::gelu, true, false, 0, "long K: a tail of 36, residual"},
-      {14, 768, 180, false, Activation::none, false, true, 0, "long K: a tail of 52, bf16 out"},
+      // K of 768 and more (conv2's and MLP down's side) with column tails
+      // of 4 and 20, and tiles straddling split blocks of 40.
+      {19, 800, 228, true, Activation::gelu, true, false, 0, "long K: a tail of 4, residual"},
+      {14, 768, 180, false, Activation::none, false, true, 0, "long K: a tail of 20, bf16 out"},
       {23, 771, 200, true, Activation::none, true, false, 40, "long K straddling split blocks of 40"},
   };
   return c;

@@ -203,9 +203,11 @@ struct TileCols {
 // test per tile and then straight-line code over the R x 2 vectors (bias,
 // activation, then the stores). Tested per row and half instead, as before,
 // the epilogue of an 8-row tile was 16 copies of a chain of branches to
-// code laid out far apart; base's 1500 x 384 x 1536 bf16 GEMM at one Zen 5
-// thread ran its tiles at 400-408 GFLOP/s against 438-443 for the same K
-// loop with plain stores (kernel alone, alternated in one process).
+// code laid out far apart. Tiny's 1500 x 384 x 1536 bf16 GEMM at one Zen 5
+// thread, the library's gemm_bf16_tile_out against a standalone copy of its
+// K loop followed by plain stores (alternated in one process, same
+// buffers): 395-408 against 427-440 GFLOP/s before, 404-418 against
+// 431-434 with tile_store; what remains of the gap is not explained.
 //
 // Whole 16-column halves are written with plain stores, only a tail with a
 // masked one: on Zen 5 a masked store costs far more than a plain one even
