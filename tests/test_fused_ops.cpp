@@ -160,6 +160,16 @@ std::vector<float> run_unfused(Backend& be, const Case& c, const Inputs& in, con
   return y;
 }
 
+// Under the sanitizers the scalar and emulated-AMX tables leave out the
+// real-shape cases (kRealRows rows), which the Release run checks on every
+// table; their awkward shapes still run sanitized. Those cases were most of
+// the two slowest FusedOps tests there (scalar 20-22 s, emulated AMX 14-16
+// s of ASan test time), in a run that has to fit CI's 30 minutes.
+bool left_to_release(const Case& c, int variant) {
+  return test::kSanitized && c.m == kRealRows &&
+         (variant == static_cast<int>(Isa::scalar) || variant == test::kAmxEmulated);
+}
+
 // Every compute type: f32 reads x itself, bf16 rounds it, int8 and int10
 // quantize it per row.
 const ComputeType kTypes[] = {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int10};
@@ -169,6 +179,7 @@ TEST_P(FusedOps, LinearFusedEqualsUnfusedOps) {
     auto be = backend(ct);
     ASSERT_TRUE(be);
     for (const Case& c : cases()) {
+      if (left_to_release(c, GetParam())) continue;
       SCOPED_TRACE(case_name(c, ct) + " on " + variant_name(GetParam()));
       const Inputs in = make_inputs(c);
       auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
@@ -251,6 +262,7 @@ TEST_P(FusedOps, LinearFusedMatchesPlainReference) {
     auto be = backend(ct);
     ASSERT_TRUE(be);
     for (const Case& c : cases()) {
+      if (left_to_release(c, GetParam())) continue;
       SCOPED_TRACE(case_name(c, ct) + " on " + variant_name(GetParam()));
       const Inputs in = make_inputs(c);
       auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
