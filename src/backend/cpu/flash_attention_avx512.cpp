@@ -268,19 +268,16 @@ void flash_d64_avx512vnni_bf16(const uint16_t* q, int rows, const uint16_t* kp, 
 
 // Packing (layouts: flash_attention.h), the scalar packer's result with
 // vector moves: per block of 64 keys, the rows are converted to bf16 into an
-// 8 KB buffer, K is transposed into pair-major panels with one 16-lane
-// gather of dim pairs per (pair, panel), and each pair of V rows is
-// interleaved by vpermt2w. The scalar packer took 3.0 ms for base's 8 heads
-// at one thread, 11% of the attention; this one 0.9 ms (CPU time, one Zen 4
-// core, n_kv 1500).
+// 8 KB buffer, K is transposed into pair-major panels in registers
+// (transpose16_u32), and each pair of V rows is interleaved by vpermt2w. The
+// scalar packer took 3.0 ms for base's 8 heads at one thread, 11% of the
+// attention; this one with gathers for K 0.9 ms (CPU time, one Zen 4 core,
+// n_kv 1500, f32 rows).
 namespace avx512_flash {
 template <typename KV, bool kInt8K>
 static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp, uint16_t* vp) {
   constexpr int D = kFlashDim, KB = kFlashKeys;
   alignas(64) uint16_t tmp[KB * D];
-  // Gather indices: key j of a panel at dim pair p is u32 element 32 j + p.
-  const __m512i rows32 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(D / 2));
   // vpermt2w: element 2 j from the first row, 2 j + 1 from the second, for
   // dims 0-15 (lo) and 16-31 (hi) of a 32-dim half row.
   alignas(64) uint16_t ilo[32], ihi[32];
@@ -294,10 +291,14 @@ static void pack_kv(const KV* k, const KV* v, int n_kv, size_t ld, uint16_t* kp,
     if constexpr (kInt8K) {
       quantize_k_block(tmp, reinterpret_cast<uint8_t*>(kp) + static_cast<size_t>(b) * kFlashI8BlockBytes);
     } else {
-      for (int p = 0; p < D / 2; ++p)
-        for (int i = 0; i < 4; ++i)
-          _mm512_storeu_si512(kb + (p * 4 + i) * 32,
-                              _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 2) + p)), tmp, 4));
+      // Key j of panel i at dim pair p is u32 element 32 (16 i + j) + p.
+      const uint32_t* t32 = reinterpret_cast<const uint32_t*>(tmp);
+      for (int i = 0; i < 4; ++i)
+        for (int half = 0; half < 2; ++half) {
+          __m512i col[16];
+          transpose16_u32(t32 + 16 * i * (D / 2) + 16 * half, D / 2, col);
+          for (int c = 0; c < 16; ++c) _mm512_storeu_si512(kb + ((16 * half + c) * 4 + i) * 32, col[c]);
+        }
     }
     bf16_rows(v, n_kv, b * KB, ld, tmp);
     for (int kq = 0; kq < KB / 2; ++kq) {

@@ -19,13 +19,13 @@
 // multiply-adds in the polynomial, n = round(x) by vrndscaleps and 2^n
 // applied by vscalefps (2 instructions where the exponent-bits route of the
 // portable code takes 4; measured 3% faster over the whole kernel).
-// Without exp2v's clamp below: 24 instructions (and as many constant loads)
-// fewer per block: flash_d64_6x64__avx512vnni_bf16 21.4 -> 20.8 ms CPU time
-// for base's 8 heads on one Zen 4 core (medians of 6 runs of 101 calls,
-// cpu-clock samples in the kernel; 1-3% over all our A/B runs). Not faster:
-// taking f = x - floor(x) by one vreduceps and scaling by vscalefps straight
-// from x (a polynomial moved to [0, 1), one instruction fewer per 16 lanes)
-// was 2% slower than vrndscaleps + vsubps.
+// Without the max(-100, x) clamp that exp2v once had: 24 instructions (and
+// as many constant loads) fewer per block: flash_d64_6x64__avx512vnni_bf16
+// 21.4 -> 20.8 ms CPU time for base's 8 heads on one Zen 4 core (medians of
+// 6 runs of 101 calls, cpu-clock samples in the kernel; 1-3% over all our
+// A/B runs). Not faster here: exp2v's route below (vreduceps, and vscalefps
+// straight from x; one instruction fewer per 16 lanes) was 2% slower than
+// vrndscaleps + vsubps on that Zen 4, and within the noise on a Zen 5.
 static inline __m512 exp2v_finite(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
@@ -35,11 +35,21 @@ static inline __m512 exp2v_finite(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// exp2v_finite for any input: max(-100, x) first, so that a -inf that is not
-// padding (a bf16 score from an infinite input) gives ~0, not NaN, and a NaN
-// stays NaN (vmaxps returns its second operand when either is NaN). The bf16
-// kernel's exp.
-static inline __m512 exp2v(__m512 x) { return exp2v_finite(_mm512_max_ps(_mm512_set1_ps(-100.0f), x)); }
+// 2^x for any input (the bf16 kernel's exp): a -inf that is not padding (a
+// bf16 score from an infinite input) must give 0, not NaN, and a NaN must
+// stay NaN. f = x - floor(x) in [0, 1) by one vreduceps (0 for x = -inf),
+// 2^f by flash_exp2's polynomial moved to [0, 1) (2^f = sqrt(2) 2^(f - 1/2),
+// expanded: relative error 7.49e-5 where the [-1/2, 1/2] form has 7.48e-5),
+// and vscalefps multiplies by 2^floor(x) straight from x (0 for -inf). 6
+// instructions per 16 lanes where exp2v_finite behind a max(-100, x) clamp
+// took 8: 48 fewer per block of 6 rows.
+static inline __m512 exp2v(__m512 x) {
+  const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0x1.3f96a4p-4f), f, _mm512_set1_ps(0x1.cefc4cp-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.64444ap-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.fff632p-1f));
+  return _mm512_scalef_ps(p, x);
+}
 
 // Lanes of key panel i (keys 16 i ..) that are real keys, for `valid` keys.
 static inline __mmask16 panel_mask(int valid, int i) {
@@ -198,9 +208,40 @@ static void bf16_rows(const KV* src, int n_kv, int key0, size_t ld, uint16_t* ds
   }
 }
 
+// out[c] lane j = in[j ld + c], for j, c < 16 (u32 elements): the packers'
+// key-panel transpose, in registers. Two rounds of unpacks give each 128-bit
+// lane 4 rows of one column, two rounds of vshufi32x4 gather a column's
+// lanes: 64 shuffles per 16 x 16 where the packers took 16 gathers of 16
+// lanes (Zen's vpgatherdd issues a load per lane). Packing base's 8 heads of
+// bf16 K/V (1500 keys, in cache, one Zen 5 core): 0.243 ms with gathers,
+// 0.115 ms so (medians of 50, alternated 6 times in one process).
+static inline __attribute__((always_inline)) void transpose16_u32(const uint32_t* in, size_t ld, __m512i (&out)[16]) {
+  __m512i t[16], u[16];
+#pragma GCC unroll 8
+  for (int j = 0; j < 16; j += 2) {
+    const __m512i a = _mm512_loadu_si512(in + j * ld), b = _mm512_loadu_si512(in + (j + 1) * ld);
+    t[j] = _mm512_unpacklo_epi32(a, b), t[j + 1] = _mm512_unpackhi_epi32(a, b);
+  }
+  // u[4 g + k], 128-bit lane L: column 4 L + k of rows 4 g .. 4 g + 3.
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    const __m512i* tg = t + 4 * g;
+    u[4 * g + 0] = _mm512_unpacklo_epi64(tg[0], tg[2]), u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]), u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), w0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd);
+    const __m512i v1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88), w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+    out[k] = _mm512_shuffle_i32x4(v0, v1, 0x88), out[8 + k] = _mm512_shuffle_i32x4(v0, v1, 0xdd);
+    out[4 + k] = _mm512_shuffle_i32x4(w0, w1, 0x88), out[12 + k] = _mm512_shuffle_i32x4(w0, w1, 0xdd);
+  }
+}
+
 // The int8 K of one block (layout: flash_attention.h) from its 64 bf16 rows:
 // each row quantized into a 4 KB buffer, then transposed into key panels
-// with one 16-lane gather of dim quads per (quad, panel).
+// (transpose16_u32: key j of panel i at dim quad p is u32 element 16 (16 i
+// + j) + p).
 static void quantize_k_block(const uint16_t* rows, uint8_t* kb) {
   constexpr int D = kFlashDim, KB = kFlashKeys;
   alignas(64) int8_t tmp[KB * D];
@@ -209,11 +250,10 @@ static void quantize_k_block(const uint16_t* rows, uint8_t* kb) {
     int32_t sum;
     sk[kj] = quantize_row64(rows + kj * D, tmp + kj * D, 128, &sum);
   }
-  // Key j of a panel at dim quad p is u32 element 16 j + p.
-  const __m512i rows32 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(D / 4));
-  for (int p = 0; p < D / 4; ++p)
-    for (int i = 0; i < 4; ++i)
-      _mm512_storeu_si512(kb + (p * 4 + i) * 64,
-                          _mm512_i32gather_epi32(_mm512_add_epi32(rows32, _mm512_set1_epi32(16 * i * (D / 4) + p)), tmp, 4));
+  const uint32_t* t32 = reinterpret_cast<const uint32_t*>(tmp);
+  for (int i = 0; i < 4; ++i) {
+    __m512i col[16];
+    transpose16_u32(t32 + 16 * i * (D / 4), D / 4, col);
+    for (int p = 0; p < D / 4; ++p) _mm512_storeu_si512(kb + (p * 4 + i) * 64, col[p]);
+  }
 }
