@@ -122,7 +122,7 @@ static inline __attribute__((always_inline)) bool softmax_block(__m512 (&s)[R][4
 // first: start from zero, O's memory unread, in place of zeroing O before
 // the loop (1.5 KB per call, by GCC's rep stos). Base's 8 heads, one Zen 5
 // core, the two versions alternated in one process (15 pairs, median of
-// the pairs' ratios): the bf16 kernel 2.2-2.3% faster so, the int8 Q K^T
+// the pairs' ratios): the bf16 kernel 1.5-2.3% faster so, the int8 Q K^T
 // kernel 2-4% slower (its code laid out otherwise by GCC), so it zeroes O.
 template <int R>
 static inline __attribute__((always_inline)) void pv_block(const uint16_t* vb, const uint16_t (*pb)[kFlashKeys],
