@@ -40,9 +40,9 @@ static inline __m512 exp2v_finite(__m512 x) {
 // stay NaN. f = x - floor(x) in [0, 1) by one vreduceps (0 for x = -inf),
 // 2^f by flash_exp2's polynomial moved to [0, 1) (2^f = sqrt(2) 2^(f - 1/2),
 // expanded: relative error 7.49e-5 where the [-1/2, 1/2] form has 7.48e-5),
-// and vscalefps multiplies by 2^floor(x) straight from x (0 for -inf). 6
+// and vscalefps multiplies by 2^floor(x) straight from x (0 for -inf). 5
 // instructions per 16 lanes where exp2v_finite behind a max(-100, x) clamp
-// took 8: 48 fewer per block of 6 rows. Below x = -126 the result is
+// took 7: 48 fewer per block of 6 rows. Below x = -126 the result is
 // denormal, then 0 (the clamp gave 2^-100): weights under 2^-126 of the
 // row's reference, negligible either way; vcvtne2ps2bf16 makes them 0 in P.
 static inline __m512 exp2v(__m512 x) {
