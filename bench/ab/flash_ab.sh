@@ -5,7 +5,9 @@
 # REV's src/ is extracted to a temporary directory; its
 # flash_attention_avx512.cpp is compiled with its own headers, the exported
 # names prefixed old_, and linked beside BUILD_DIR/libamanuensis_lib.a.
-# A revision whose file exports other names than these fails to link.
+# A revision whose file exports other names than these fails to link, and
+# buffers are sized by this build's flash_packed_size: for revisions with
+# another packed layout the comparison does not hold.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rev="${1:?usage: bench/ab/flash_ab.sh REV [BUILD_DIR] [PAIRS]}"
