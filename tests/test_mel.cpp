@@ -17,6 +17,9 @@
 #include "test_util.h"
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/hparams.h"
 
 namespace ama {
 namespace {
@@ -130,6 +133,64 @@ TEST(LogMel, WindowByWindowEqualsWholeFile) {
       for (int c = 0; c < 3000; ++c)
         ASSERT_EQ(w[m * 3000 + c], whole[static_cast<size_t>(m) * total + f0 + c]) << "mel " << m << " frame " << f0 + c;
   }
+}
+
+// The log-mel (Stockham FFT, two frames per complex transform, sparse
+// filterbank, float log10) against a plain 400-point DFT of each windowed
+// frame with the dense filterbank and log10 in double, on real speech.
+// Bound: the output is float, so half an ulp of rounding, plus log10f's
+// own error (within an ulp) and the power rounded to float first (2.6e-8):
+// 2 ulps of the largest |value| (measured: 1.2e-7 at |value| < 4).
+TEST(LogMel, MatchesPlainDftReference) {
+  auto audio = load_audio(test::shared("audio/jfk.wav"));
+  ASSERT_TRUE(audio.ok());
+  const std::vector<float> filters = slaney_mel_filters(80);
+  LogMel lm(filters, 80);
+  const int total = LogMel::total_frames(audio->size());
+  std::vector<float> out(static_cast<size_t>(80) * total);
+  lm.raw_frames(audio->data(), audio->size(), 0, total, out.data(), total);
+  double worst = 0, worst_ref = 0, max_ref = 0;
+  int worst_m = -1, worst_t = -1;
+  // The reflected start, both frames of a pair, speech, the zero padding's edge.
+  for (int t : {0, 1, 2, 3, 501, 502, 1099, 1100, total - 2, total - 1}) {
+    std::vector<double> x(kNFft), power(kNFft / 2 + 1);
+    for (int j = 0; j < kNFft; ++j) {
+      long i = static_cast<long>(t) * kHopLength - kNFft / 2 + j;
+      if (i < 0) i = -i;
+      const double v = static_cast<size_t>(i) < audio->size() ? (*audio)[i] : 0.0;
+      x[j] = v * (0.5 - 0.5 * std::cos(2.0 * M_PI * j / kNFft));
+    }
+    for (int k = 0; k <= kNFft / 2; ++k) {
+      double re = 0, im = 0;
+      for (int j = 0; j < kNFft; ++j) {
+        const double a = -2.0 * M_PI * static_cast<double>((j * k) % kNFft) / kNFft;
+        re += x[j] * std::cos(a), im += x[j] * std::sin(a);
+      }
+      power[k] = re * re + im * im;
+    }
+    for (int m = 0; m < 80; ++m) {
+      double sum = 0;
+      for (int k = 0; k <= kNFft / 2; ++k) sum += static_cast<double>(filters[m * (kNFft / 2 + 1) + k]) * power[k];
+      const double ref = std::log10(std::max(sum, 1e-10));
+      max_ref = std::max(max_ref, std::fabs(ref));
+      const double d = std::fabs(out[static_cast<size_t>(m) * total + t] - ref);
+      if (d > worst) worst = d, worst_ref = ref, worst_m = m, worst_t = t;
+    }
+  }
+  EXPECT_LE(worst, 2 * std::ldexp(1.0, std::ilogb(max_ref) - 23))
+      << "worst at mel " << worst_m << " frame " << worst_t << ": reference " << worst_ref;
+}
+
+// The kernel harness checks its log-mel row against the same reference.
+TEST(LogMel, KernelsCommandChecksTheMelRow) {
+  const auto r = test::run_command(std::string(AMA_CLI_PATH) + " kernels --kernel log_mel --iters 1 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["kernels"].size(), 1u);
+  const auto& k = j["kernels"][0];
+  EXPECT_EQ(k["kernel"].get<std::string>(), "log_mel_f64_fft400_mixed_radix");
+  EXPECT_GT(k["max_abs_err"].get<double>(), 0.0);  // compared, not skipped: the float outputs are not exact
+  EXPECT_LT(k["max_rel_err"].get<double>(), std::ldexp(1.0, -22)) << k.dump();
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // A mixed-radix complex FFT for the small sizes of audio front ends
-// (Whisper: 400 = 2^4 * 5^2, not a power of two). Double precision, because
+// (Whisper: 400 = 4^2 * 5^2, not a power of two). Double precision, because
 // log-mel bins 8 decades below a frame's peak must keep 1e-4 accuracy.
 #pragma once
 
@@ -17,11 +17,15 @@ class Fft {
   void forward(const std::complex<double>* in, std::complex<double>* out) const;
 
  private:
-  void recurse(const std::complex<double>* in, size_t stride, std::complex<double>* out, int n, size_t factor_index,
-               std::complex<double>* scratch) const;
+  // One Stockham pass: sub-transforms of length r m at stride s (r m s = n).
+  struct Stage {
+    int r, m, s;
+    size_t tw;  // offset of its twiddles w_(r m)^(p u), p < m, u < r, p-major
+  };
   int n_;
-  std::vector<int> factors_;
-  std::vector<std::complex<double>> twiddle_;  // exp(-2 pi i k / n), k < n
+  std::vector<Stage> stages_;
+  std::vector<double> tw_re_, tw_im_;
+  std::vector<double> root_re_, root_im_;  // exp(-2 pi i k / n), k < n: the plain DFT's roots for radices >= 7
 };
 
 }  // namespace ama

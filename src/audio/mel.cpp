@@ -63,7 +63,11 @@ void LogMel::raw_frames(const float* audio, size_t n_samples, int f0, int f1, fl
         const Band& band = bands_[m];
         double s = 0;
         for (size_t i = 0; i < band.w.size(); ++i) s += band.w[i] * p[band.begin + i];
-        out[static_cast<size_t>(m) * ld + col] = static_cast<float>(std::log10(std::max(s, 1e-10)));
+        // log10 in float: the output is float, and the power rounded to
+        // float first moves the log by at most 2.6e-8 (log10f itself is
+        // within an ulp). With the double log10 the logarithms were ~25% of
+        // the log-mel's time after the FFT got faster (perf, one Zen 5 core).
+        out[static_cast<size_t>(m) * ld + col] = std::log10(static_cast<float>(std::max(s, 1e-10)));
       }
     }
   }
