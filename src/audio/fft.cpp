@@ -14,7 +14,9 @@ namespace ama {
 // Before, a recursive decimation in time looked each twiddle up with an
 // integer modulo and ran radix 5 as a 5 x 5 complex DFT: 23 us per
 // 400-point transform, 85% of the log-mel's 34 ms per 30 s window on one
-// Zen 5 core (`amanuensis kernels --kernel log_mel -t 1`).
+// Zen 5 core (`amanuensis kernels --kernel log_mel -t 1`). With this FFT
+// (and log10 in float, mel.cpp) the window takes 6.6-10.8 ms there,
+// against 27.9-42.3 for the old binary in the same alternated runs.
 
 Fft::Fft(int n) : n_(n) {
   std::vector<int> factors;
