@@ -125,6 +125,30 @@ double mel_to_hz(double m) {
 }
 }  // namespace
 
+void log_mel_frame_reference(const float* audio, size_t n_samples, int t, const std::vector<float>& filters,
+                             int n_mels, double* out) {
+  std::vector<double> x(kNFft), power(kBins);
+  for (int j = 0; j < kNFft; ++j) {
+    long i = static_cast<long>(t) * kHopLength - kNFft / 2 + j;
+    if (i < 0) i = -i;  // reflect padding at the start; zeros past the end
+    const double v = static_cast<size_t>(i) < n_samples ? audio[i] : 0.0;
+    x[j] = v * (0.5 - 0.5 * std::cos(2.0 * M_PI * j / kNFft));
+  }
+  for (int k = 0; k < kBins; ++k) {
+    double re = 0, im = 0;
+    for (int j = 0; j < kNFft; ++j) {
+      const double a = -2.0 * M_PI * static_cast<double>((j * k) % kNFft) / kNFft;
+      re += x[j] * std::cos(a), im += x[j] * std::sin(a);
+    }
+    power[k] = re * re + im * im;
+  }
+  for (int m = 0; m < n_mels; ++m) {
+    double sum = 0;
+    for (int k = 0; k < kBins; ++k) sum += static_cast<double>(filters[static_cast<size_t>(m) * kBins + k]) * power[k];
+    out[m] = std::log10(std::max(sum, 1e-10));
+  }
+}
+
 std::vector<float> slaney_mel_filters(int n_mels) {
   const int bins = kNFft / 2 + 1;
   std::vector<double> fft_hz(bins), mel_hz(n_mels + 2);

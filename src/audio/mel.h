@@ -48,6 +48,12 @@ class LogMel {
   Fft fft_;
 };
 
+// The plain reference of LogMel::raw_frames for one frame t: a direct
+// 400-point DFT of the windowed frame, the dense filterbank and log10, all
+// in double; out[m] for m < n_mels. For tests and the kernel harness.
+void log_mel_frame_reference(const float* audio, size_t n_samples, int t, const std::vector<float>& filters,
+                             int n_mels, double* out);
+
 // Whisper's mel filterbank, [n_mels][201]: librosa.filters.mel(sr=16000,
 // n_fft=400, n_mels) with Slaney's scale and normalization, which is how
 // openai/whisper made mel_filters.npz (80 and 128 bins). Used where no model
