@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -172,7 +173,8 @@ bool left_to_release(const Case& c, int variant) {
 
 // Every compute type: f32 reads x itself, bf16 rounds it, int8 and int10
 // quantize it per row.
-const ComputeType kTypes[] = {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int10};
+const ComputeType kTypes[] = {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int10,
+                              ComputeType::int8_bc};
 
 TEST_P(FusedOps, LinearFusedEqualsUnfusedOps) {
   for (ComputeType ct : kTypes) {
@@ -210,8 +212,17 @@ TEST_P(FusedOps, LinearFusedEqualsUnfusedOps) {
 struct Bound {
   double ref, tol;
 };
+// int8_bc (backend.h) multiplies x by the first code W_q, so that ours -
+// exact = (x' - x) W_q - (x - mu) (W - W_q) - mu (W - W_q - R') + (mu' -
+// mu) R', with R' the second code, mu the rows' column mean and mu' the
+// GEMM's (summed in f32 per group of 32 rows, then rounded to u8 for the
+// 1-row product). Per term: |x - mu| dw in place of int8's |x| dw; |mu|
+// dr, dr = max|R| / 127 / 2 <= dw / 254; and dmu (dw + dr).
+struct MeanTerms {
+  std::vector<double> mu, dmu;  // per input column
+};
 Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, int j, const std::vector<double>& xr,
-                      const std::vector<double>& ln_err, double dx_row, double lo) {
+                      const std::vector<double>& ln_err, double dx_row, double lo, const MeanTerms* mt = nullptr) {
   double dot = 0, mag = 0, wmax = 0, qerr = 0, lnterm = 0, deq = 0, wsum = 0;
   const float* wj = in.w.data() + static_cast<size_t>(j) * c.k;
   for (int k = 0; k < c.k; ++k) wmax = std::max(wmax, std::fabs(static_cast<double>(wj[k])));
@@ -225,8 +236,15 @@ Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, in
       case ComputeType::bf16: dx = std::ldexp(std::fabs(x) + ln_err[k], -8), dw = std::ldexp(std::fabs(w), -8); break;
       case ComputeType::int8: dx = dx_row, dw = wmax / 127 / 2; break;
       case ComputeType::int10: dx = dx_row, dw = wmax / 511 / 2; break;
+      case ComputeType::int8_bc: dx = dx_row, dw = wmax / 127 / 2 * (1 + 8 * kU); break;
     }
-    qerr += std::fabs(x) * dw + std::fabs(w) * dx + dx * dw;
+    if (ct == ComputeType::int8_bc) {
+      const double dr = dw / 254 * (1 + 8 * kU), mu = mt->mu[k], dmu = mt->dmu[k];
+      qerr += std::fabs(x - mu) * dw + std::fabs(w) * dx + dx * dw + std::fabs(mu) * dr + dmu * (dw + dr) +
+              8 * kU * (std::fabs(mu) + dmu) * (dw + dr);  // the last: the correction's own f32 rounding
+    } else {
+      qerr += std::fabs(x) * dw + std::fabs(w) * dx + dx * dw;
+    }
     lnterm += std::fabs(w) * ln_err[k];
     deq += std::fabs(x - lo) * std::fabs(w);
     wsum += std::fabs(w);
@@ -234,7 +252,8 @@ Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, in
   // The integer paths' output w_scale (s dot + lo col_sum) rounds two
   // terms of sizes sum |x - lo||w| and |lo| sum |w| (and their sum, and the
   // scaling) in f32, whatever the size of the result.
-  if (ct == ComputeType::int8 || ct == ComputeType::int10) qerr += 4 * kU * (deq + std::fabs(lo) * wsum + qerr);
+  if (ct == ComputeType::int8 || ct == ComputeType::int10 || ct == ComputeType::int8_bc)
+    qerr += 4 * kU * (deq + std::fabs(lo) * wsum + qerr);
   double pre = dot + in.bias[j];
   double tol = qerr + lnterm + (c.k + 2) * kU * (mag + qerr + std::fabs(in.bias[j]));
   double ref = pre;
@@ -257,6 +276,103 @@ Bound reference_bound(const Case& c, const Inputs& in, ComputeType ct, int r, in
   return {ref, tol + 1e-30};
 }
 
+// Input row r as the GEMM sees it before rounding: x, or its LayerNorm in
+// double, with the LayerNorm's f32 error bound per value (ln_err).
+void gemm_row(const Case& c, const Inputs& in, int r, std::vector<double>& xd, std::vector<double>& ln_err) {
+  const float* xr = in.x.data() + static_cast<size_t>(r) * in.ldx;
+  xd.assign(c.k, 0.0);
+  ln_err.assign(c.k, 0.0);
+  double mean = 0, var = 0, mean_abs = 0;
+  for (int k = 0; k < c.k; ++k) mean += xr[k], mean_abs += std::fabs(xr[k]);
+  mean /= c.k, mean_abs /= c.k;
+  for (int k = 0; k < c.k; ++k) var += (xr[k] - mean) * (xr[k] - mean);
+  var /= c.k;
+  const double inv = 1.0 / std::sqrt(var + kEps);
+  for (int k = 0; k < c.k; ++k) {
+    if (c.norm) {
+      const double z = (xr[k] - mean) * inv;
+      xd[k] = z * in.gamma[k] + in.beta[k];
+      ln_err[k] = (c.k + 8) * kU * (std::fabs(z) + mean_abs * inv) * std::fabs(in.gamma[k]) + 2 * kU * std::fabs(xd[k]);
+    } else {
+      xd[k] = xr[k];
+    }
+  }
+}
+
+// int8_bc's column mean over all rows, and a bound on the GEMM's error in
+// it: f32 sums of 32 rows ((32 + 1) u of the sum of |x|, plus the
+// LayerNorm's error), then its u8 code's half step (as dx_row below).
+MeanTerms mean_terms(const Case& c, const Inputs& in) {
+  MeanTerms t;
+  t.mu.assign(c.k, 0.0);
+  std::vector<double> abs_sum(c.k, 0.0), ln_sum(c.k, 0.0), xd, ln_err;
+  for (int r = 0; r < c.m; ++r) {
+    gemm_row(c, in, r, xd, ln_err);
+    for (int k = 0; k < c.k; ++k) t.mu[k] += xd[k], abs_sum[k] += std::fabs(xd[k]), ln_sum[k] += ln_err[k];
+  }
+  double lo = INFINITY, hi = -INFINITY, e_max = 0;
+  std::vector<double> e(c.k);
+  for (int k = 0; k < c.k; ++k) {
+    t.mu[k] /= c.m;
+    e[k] = (33 * kU * abs_sum[k] + ln_sum[k]) / c.m;
+    lo = std::min(lo, t.mu[k]), hi = std::max(hi, t.mu[k]), e_max = std::max(e_max, e[k]);
+  }
+  const double step_err = (hi - lo + 2 * e_max) / 255 * (0.5 + 4 * kU * 255);
+  t.dmu.resize(c.k);
+  for (int k = 0; k < c.k; ++k) t.dmu[k] = e[k] + step_err;
+  return t;
+}
+
+// The fused op against the plain double reference within reference_bound,
+// naming the worst element.
+void expect_matches_reference(Backend& be, const Case& c, const Inputs& in, ComputeType ct) {
+  auto w = be.pack_as(in.w.data(), c.n, c.k, ct);
+  const auto y = run_fused(be, c, in, *w);
+  MeanTerms mt;
+  if (ct == ComputeType::int8_bc) mt = mean_terms(c, in);
+  double worst = 0, worst_ours = 0, worst_ref = 0;
+  int worst_r = -1, worst_j = -1;
+  std::vector<double> xd, ln_err;
+  for (int r = 0; r < c.m; ++r) {
+    if (c.m > 64 && r > 3 && r != c.m - 1 && r % 37 != 0) continue;  // a spread of rows of the big shapes
+    gemm_row(c, in, r, xd, ln_err);
+    double lo = xd[0], hi = xd[0];
+    for (double v : xd) lo = std::min(lo, v), hi = std::max(hi, v);
+    // Half a step of the row's code, widened by the LayerNorm's error of its range.
+    double ln_max = 0;
+    for (double e : ln_err) ln_max = std::max(ln_max, e);
+    const double range = hi - lo + 2 * ln_max;
+    // The code's step s = range / L, and the scaled value (x - lo) / s,
+    // up to L, is itself rounded in f32 before it is rounded to the code.
+    const double levels = ct == ComputeType::int10 ? 65535 : 255;
+    const double dx_row = range / levels * (0.5 + 4 * kU * levels);
+    for (int j = 0; j < c.n; ++j) {
+      const Bound b = reference_bound(c, in, ct, r, j, xd, ln_err, dx_row, lo, &mt);
+      const double got = y[out_index(c, r, j, in.ldy)];
+      const double ratio = std::fabs(got - b.ref) / b.tol;
+      if (!(ratio <= worst) || std::isnan(got)) {
+        worst = std::isnan(got) ? INFINITY : ratio;
+        worst_ours = got, worst_ref = b.ref, worst_r = r, worst_j = j;
+      }
+    }
+  }
+  EXPECT_LE(worst, 1.0) << "worst element (row " << worst_r << ", column " << worst_j << "): ours " << worst_ours
+                        << ", reference " << worst_ref << ", error/tolerance " << worst;
+  // The gaps between split blocks (columns split..ldy of each block) are
+  // never written.
+  if (c.split) {
+    size_t touched = 0;
+    for (size_t blk = 0; blk * c.split < static_cast<size_t>(c.n); ++blk)
+      for (int r = 0; r < c.m; ++r)
+        for (int col = c.split; col < in.ldy; ++col) {
+          const size_t i = blk * c.m * in.ldy + static_cast<size_t>(r) * in.ldy + col;
+          const float want = c.bf16_out ? bf16_to_f32(f32_to_bf16(in.y0[i])) : in.y0[i];
+          if (std::memcmp(&y[i], &want, sizeof(float)) != 0) ++touched;
+        }
+    EXPECT_EQ(touched, 0u) << "elements outside the split blocks were written";
+  }
+}
+
 TEST_P(FusedOps, LinearFusedMatchesPlainReference) {
   for (ComputeType ct : kTypes) {
     auto be = backend(ct);
@@ -264,74 +380,76 @@ TEST_P(FusedOps, LinearFusedMatchesPlainReference) {
     for (const Case& c : cases()) {
       if (left_to_release(c, GetParam())) continue;
       SCOPED_TRACE(case_name(c, ct) + " on " + variant_name(GetParam()));
-      const Inputs in = make_inputs(c);
-      auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
-      const auto y = run_fused(*be, c, in, *w);
-      double worst = 0, worst_ours = 0, worst_ref = 0;
-      int worst_r = -1, worst_j = -1;
-      for (int r = 0; r < c.m; ++r) {
-        if (c.m > 64 && r > 3 && r != c.m - 1 && r % 37 != 0) continue;  // a spread of rows of the big shapes
-        // The input row as the GEMM sees it before rounding: x, or its LayerNorm in double.
-        const float* xr = in.x.data() + static_cast<size_t>(r) * in.ldx;
-        std::vector<double> xd(c.k), ln_err(c.k, 0.0);
-        double mean = 0, var = 0, mean_abs = 0;
-        for (int k = 0; k < c.k; ++k) mean += xr[k], mean_abs += std::fabs(xr[k]);
-        mean /= c.k, mean_abs /= c.k;
-        for (int k = 0; k < c.k; ++k) var += (xr[k] - mean) * (xr[k] - mean);
-        var /= c.k;
-        const double inv = 1.0 / std::sqrt(var + kEps);
-        for (int k = 0; k < c.k; ++k) {
-          if (c.norm) {
-            const double z = (xr[k] - mean) * inv;
-            xd[k] = z * in.gamma[k] + in.beta[k];
-            ln_err[k] = (c.k + 8) * kU * (std::fabs(z) + mean_abs * inv) * std::fabs(in.gamma[k]) +
-                        2 * kU * std::fabs(xd[k]);
-          } else {
-            xd[k] = xr[k];
-          }
-        }
-        double lo = xd[0], hi = xd[0];
-        for (double v : xd) lo = std::min(lo, v), hi = std::max(hi, v);
-        // Half a step of the row's code, widened by the LayerNorm's error of its range.
-        double ln_max = 0;
-        for (double e : ln_err) ln_max = std::max(ln_max, e);
-        const double range = hi - lo + 2 * ln_max;
-        // The code's step s = range / L, and the scaled value (x - lo) / s,
-        // up to L, is itself rounded in f32 before it is rounded to the code.
-        const double levels = ct == ComputeType::int8 ? 255 : 65535;
-        const double dx_row = range / levels * (0.5 + 4 * kU * levels);
-        for (int j = 0; j < c.n; ++j) {
-          const Bound b = reference_bound(c, in, ct, r, j, xd, ln_err, dx_row, lo);
-          const double got = y[out_index(c, r, j, in.ldy)];
-          const double ratio = std::fabs(got - b.ref) / b.tol;
-          if (!(ratio <= worst) || std::isnan(got)) {
-            worst = std::isnan(got) ? INFINITY : ratio;
-            worst_ours = got, worst_ref = b.ref, worst_r = r, worst_j = j;
-          }
-        }
-      }
-      EXPECT_LE(worst, 1.0) << "worst element (row " << worst_r << ", column " << worst_j << "): ours " << worst_ours
-                            << ", reference " << worst_ref << ", error/tolerance " << worst;
-      // The gaps between split blocks (columns split..ldy of each block) are
-      // never written.
-      if (c.split) {
-        size_t touched = 0;
-        for (size_t blk = 0; blk * c.split < static_cast<size_t>(c.n); ++blk)
-          for (int r = 0; r < c.m; ++r)
-            for (int col = c.split; col < in.ldy; ++col) {
-              const size_t i = blk * c.m * in.ldy + static_cast<size_t>(r) * in.ldy + col;
-              const float want = c.bf16_out ? bf16_to_f32(f32_to_bf16(in.y0[i])) : in.y0[i];
-              if (std::memcmp(&y[i], &want, sizeof(float)) != 0) ++touched;
-            }
-        EXPECT_EQ(touched, 0u) << "elements outside the split blocks were written";
-      }
+      expect_matches_reference(*be, c, make_inputs(c), ct);
     }
   }
 }
 
-// Stacked matrices give the parts' outputs side by side, bit for bit.
+// int8_bc on rows that share a large mean (as the encoder's do: |mu| 0.8
+// of a row's norm on the oracle's model), here 20 times their spread: its
+// error stays within the bound above, where |x - mu| replaces |x|. And the
+// error that the rows share, which averaging over rows (a diffuse
+// attention) does not shrink, must be far below plain int8's: per column,
+// the mean over the rows of (ours - exact). For plain int8 that is mostly
+// mu (W - W_q) (here ~0.007 rms: |mu| ~ sqrt(512), the weights' rounding
+// ~0.0003 rms); what is left of it after the correction is ~250 times
+// smaller, beside the activations' rounding (~0.007 rms per output, its
+// mean over m rows ~0.007 / sqrt(m): 6 times below plain int8's at the
+// 37 rows of the small case). So below a third of plain int8's, or the
+// correction is missing.
+TEST_P(FusedOps, MeanCorrectionCancelsTheSharedError) {
+  auto be = backend(ComputeType::int8);
+  ASSERT_TRUE(be);
+  for (const Case& c : {Case{kRealRows, 512, 512, false, Activation::none, false, false, 0, "shared mean"},
+                        Case{37, 100, 70, true, Activation::none, true, false, 0, "shared mean, tails, prenorm"}}) {
+    SCOPED_TRACE(case_name(c, ComputeType::int8_bc) + " on " + variant_name(GetParam()));
+    Inputs in = make_inputs(c);
+    const auto mu = random_vec(c.k, 401, 1.0f);
+    const auto noise = random_vec(in.x.size(), 402, 0.05f);
+    for (size_t i = 0; i < in.x.size(); ++i) in.x[i] = mu[i % in.ldx % c.k] + noise[i];
+    if (c.norm) {  // a LayerNorm of such rows leaves the shared part in place
+      in.gamma = random_vec(c.k, 403, 0.1f, 1.0f);
+      in.beta = random_vec(c.k, 404, 0.1f);
+    }
+    expect_matches_reference(*be, c, in, ComputeType::int8_bc);
+    // The exact outputs, once.
+    std::vector<double> exact(static_cast<size_t>(c.m) * c.n), xd, ln_err;
+    for (int r = 0; r < c.m; ++r) {
+      gemm_row(c, in, r, xd, ln_err);
+      for (int j = 0; j < c.n; ++j) {
+        double ref = in.bias[j];
+        for (int k = 0; k < c.k; ++k) ref += xd[k] * in.w[static_cast<size_t>(j) * c.k + k];
+        if (c.accumulate) ref += in.y0[out_index(c, r, j, in.ldy)];
+        exact[static_cast<size_t>(r) * c.n + j] = ref;
+      }
+    }
+    // The largest |column mean of (ours - exact)|.
+    auto shared_err = [&](ComputeType ct) {
+      auto w = be->pack_as(in.w.data(), c.n, c.k, ct);
+      const auto y = run_fused(*be, c, in, *w);
+      double worst = 0;
+      for (int j = 0; j < c.n; ++j) {
+        double sum = 0;
+        for (int r = 0; r < c.m; ++r) sum += y[out_index(c, r, j, in.ldy)] - exact[static_cast<size_t>(r) * c.n + j];
+        worst = std::max(worst, std::fabs(sum / c.m));
+      }
+      return worst;
+    };
+    const double plain = shared_err(ComputeType::int8), corrected = shared_err(ComputeType::int8_bc);
+    EXPECT_LT(corrected, plain / 3) << "the largest column mean of the error: int8_bc " << corrected << ", int8 "
+                                    << plain;
+    std::printf("[shared error] %s: int8 %.3g, int8_bc %.3g\n", c.what, plain, corrected);
+  }
+}
+
+// Stacked matrices give the parts' outputs side by side, bit for bit; and
+// so do plain int8 parts followed by int8_bc ones (the encoder's Q/K/V),
+// whose correction only the latter's columns get.
 TEST_P(FusedOps, StackedMatrixEqualsItsParts) {
-  for (ComputeType ct : kTypes) {
+  std::vector<std::pair<ComputeType, bool>> configs;  // (type, first two parts plain int8)
+  for (ComputeType ct : kTypes) configs.push_back({ct, false});
+  configs.push_back({ComputeType::int8_bc, true});
+  for (const auto& [ct, mixed] : configs) {
     auto be = backend(ct);
     ASSERT_TRUE(be);
     // int10 tiles hold 32 rows, the others 16: every part but the last
@@ -339,7 +457,8 @@ TEST_P(FusedOps, StackedMatrixEqualsItsParts) {
     const std::vector<int> rows = {64, 32, 96, 40};
     for (int m : {1, 7, kRealRows}) {
       const int k = 512 + 7;
-      SCOPED_TRACE(std::string(compute_type_name(ct)) + " m=" + std::to_string(m) + " on " + variant_name(GetParam()));
+      SCOPED_TRACE(std::string(compute_type_name(ct)) + (mixed ? " after int8" : "") + " m=" + std::to_string(m) +
+                   " on " + variant_name(GetParam()));
       auto x = random_vec(static_cast<size_t>(m) * k, 201, 1.5f);
       std::vector<std::unique_ptr<PackedMatrix>> parts;
       std::vector<const PackedMatrix*> ptrs;
@@ -347,7 +466,7 @@ TEST_P(FusedOps, StackedMatrixEqualsItsParts) {
       int n = 0;
       for (size_t p = 0; p < rows.size(); ++p) {
         auto w = random_vec(static_cast<size_t>(rows[p]) * k, 210 + p, 0.05f);
-        parts.push_back(be->pack_as(w.data(), rows[p], k, ct));
+        parts.push_back(be->pack_as(w.data(), rows[p], k, mixed && p < 2 ? ComputeType::int8 : ct));
         ptrs.push_back(parts.back().get());
         auto b = random_vec(rows[p], 220 + p, 0.3f);
         bias.insert(bias.end(), b.begin(), b.end());
@@ -384,6 +503,7 @@ TEST_P(FusedOps, StackingRefusesMismatchedParts) {
   auto odd = be->pack_as(w.data(), 24, 64, ComputeType::int8);
   auto odd10 = be->pack_as(w.data(), 48, 64, ComputeType::int10);  // 16-row panels, but int10 tiles are 32
   auto b10 = be->pack_as(w.data(), 32, 64, ComputeType::int10);
+  auto bc = be->pack_as(w.data(), 32, 64, ComputeType::int8_bc);
   auto expect_error = [&](std::vector<const PackedMatrix*> parts, const std::string& words) {
     auto r = be->stack_packed(parts);
     ASSERT_FALSE(r.ok());
@@ -396,6 +516,7 @@ TEST_P(FusedOps, StackingRefusesMismatchedParts) {
   expect_error({a.get(), narrow.get()}, "width");
   expect_error({odd.get(), a.get()}, "whole panels");
   expect_error({odd10.get(), b10.get()}, "whole panels");
+  expect_error({bc.get(), a.get()}, "int8_bc parts must come last");
   // A partial panel is fine at the end.
   auto ok = be->stack_packed({a.get(), odd.get()});
   ASSERT_TRUE(ok.ok()) << ok.message();
@@ -435,23 +556,19 @@ TEST_P(FusedOps, LoadedModelIsStacked) {
     const WhisperModel& m = **model;
     const int a = m.hp.n_audio_state, s = m.hp.n_text_state;
     for (const EncoderLayerWeights& e : m.encoder) {
-      // int8: the query and key in int8, the value in bf16
-      // (layer_compute_type), so Q/K stacked and V alone.
-      const bool split = ct == ComputeType::int8;
-      const LinearWeights& st = split ? e.qk : e.qkv;
-      const int rows = split ? 2 * a : 3 * a;
+      // int8: the query and key in int8, the value in int8_bc
+      // (layer_compute_type), stacked as one (its correction on V's rows).
+      const LinearWeights& st = e.qkv;
+      const int rows = 3 * a;
       ASSERT_TRUE(st.w);
-      EXPECT_FALSE(split ? e.qkv.w : e.qk.w);
+      EXPECT_FALSE(e.qk.w);
       EXPECT_EQ(st.w->n_out, rows);
       EXPECT_EQ(st.w->n_in, a);
       ASSERT_EQ(st.b.size(), static_cast<size_t>(rows));
       // Whisper's keys have no bias: zeros after the query's.
       for (int i = a; i < 2 * a; ++i) EXPECT_EQ(st.b[i], 0.0f);
       EXPECT_FALSE(e.attn.query.w || e.attn.key.w);
-      EXPECT_EQ(static_cast<bool>(e.attn.value.w), split);
-      if (split) {
-        EXPECT_EQ(e.attn.value.w->n_out, a);
-      }
+      EXPECT_FALSE(e.attn.value.w);
     }
     // The cheaper GELU exactly where an 8-bit GEMM follows (conv2, MLP down).
     const Activation want = ct == ComputeType::int8 ? Activation::gelu_q8 : Activation::gelu;

@@ -21,7 +21,21 @@ namespace ama {
 // weight) times per-row 16-bit integer activations, accumulated exactly in
 // int32. The int8 compute type uses it for the decoder (whisper_model.cpp,
 // layer_compute_type), where plain int8 weights miss the accuracy bar.
-enum class ComputeType { f32, bf16, int8, int10 };
+//
+// int8_bc is another: int8 weights W_q plus a second int8 code R of what
+// the first missed (W - W_q), which a GEMM applies only to the column
+// mean mu of its input rows, as a per-call bias correction:
+// y_i = x_i W_q^T + (b + mu R^T). The systematic part of the weights'
+// rounding error, mu (W - W_q)^T, which every row shares and no averaging
+// over rows removes, drops ~100-fold; what is left, (x_i - mu)(W - W_q)^T,
+// is the part that differs from row to row. For inputs with a large common
+// component across rows (the encoder's: |mu| is 0.8 of a row's norm on the
+// oracle's micro model), that is what lets the attention's value and
+// output projections and the cross-attention values run on the int8 tiles
+// within the accuracy bar (whisper_model.cpp, layer_compute_type). The
+// correction costs one 1-row GEMM per call and a sum over the rows as they
+// are quantized; the weights take 2 bytes a value, as bf16's.
+enum class ComputeType { f32, bf16, int8, int10, int8_bc };
 const char* compute_type_name(ComputeType t);
 
 // gelu_q8: GELU within 7.9e-5 + 2^-14 |GELU(x)| of the erf form (x sigma
@@ -124,7 +138,8 @@ class Backend {
   virtual Result<std::unique_ptr<PackedMatrix>> stack_packed(const std::vector<const PackedMatrix*>& parts) const = 0;
 
   // out[k] = W[n][k], k < n_in, as the GEMMs see it: exact for f32,
-  // the bf16 value for bf16, q * scale[n] for int8 and int10. Lets the
+  // the bf16 value for bf16, q * scale[n] for int8 and int10 (int8_bc: its
+  // first code, the one each row is multiplied by). Lets the
   // decoder look its token embedding up in the packed logits matrix
   // instead of keeping a second copy (base: 53 MB). n must be < n_out, w
   // packed by this backend.

@@ -21,6 +21,7 @@ const char* compute_type_name(ComputeType t) {
     case ComputeType::bf16: return "bf16";
     case ComputeType::int8: return "int8";
     case ComputeType::int10: return "int10";
+    case ComputeType::int8_bc: return "int8-bc";
   }
   return "?";
 }
@@ -42,6 +43,11 @@ class I8Panels final : public PackedMatrix {
   HugeVector<int8_t> data;  // cpu::pack_i8_panels layout
   std::vector<float> scale;
   std::vector<int32_t> col_sum;
+  // int8_bc (backend.h): for output rows residual_row0.. (all of them but
+  // for a stack whose first parts are plain int8), the int8 code of
+  // W - scale q, applied to the input rows' column mean.
+  std::unique_ptr<I8Panels> residual;
+  int residual_row0 = 0;
 };
 
 class I10Panels final : public PackedMatrix {
@@ -81,6 +87,7 @@ class CpuBackend final : public Backend {
         case ComputeType::bf16: return t.gemm_bf16_name;
         case ComputeType::int8: return t.gemm_i8_name;
         case ComputeType::int10: break;
+        case ComputeType::int8_bc: return t.gemm_i8_name;
       }
       return t.gemm_i10_name;
     };
@@ -89,7 +96,7 @@ class CpuBackend final : public Backend {
     if (&small_ != &k_ && compute_ != ComputeType::f32)
       s += std::string(" gemm_under_16_rows=") + gemm_name(small_);
     if (compute_ == ComputeType::int8)
-      s += std::string(" (encoder MLPs, convolutions, attention queries and keys; cross-attention keys) gemm_int10=") +
+      s += std::string(" (encoder MLPs, convolutions and attention; cross-attention keys and values) gemm_int10=") +
            k_.gemm_i10_name + " (decoder) gemm_bf16=" + k_.gemm_bf16_name + " (other layers)";
     if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
     return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
@@ -115,12 +122,21 @@ class CpuBackend final : public Backend {
         result = std::move(p);
         break;
       }
-      case ComputeType::int8: {
-        auto p = std::make_unique<I8Panels>();
-        p->data.resize(np * cpu::i8_k_quads(n_in) * 4 * cpu::kPanelWidth);
-        p->scale.resize(n_out);
-        p->col_sum.resize(n_out);
-        cpu::pack_i8_panels(w, n_out, n_in, p->data.data(), p->scale.data(), p->col_sum.data());
+      case ComputeType::int8:
+        result = pack_i8(w, n_out, n_in);
+        break;
+      case ComputeType::int8_bc: {
+        auto p = pack_i8(w, n_out, n_in);
+        // What the first code missed, w - scale q, computed in f32: the
+        // subtraction is exact (Sterbenz: |scale q - w| <= scale / 2 <= |w|
+        // wherever q != 0), so R's only error is its own int8 rounding.
+        std::vector<float> r(static_cast<size_t>(n_out) * n_in);
+        for (int i = 0; i < n_out; ++i) {
+          float* ri = r.data() + static_cast<size_t>(i) * n_in;
+          cpu::unpack_i8_row(p->data.data(), p->scale.data(), n_in, i, ri);
+          for (int k = 0; k < n_in; ++k) ri[k] = w[static_cast<size_t>(i) * n_in + k] - ri[k];
+        }
+        p->residual = pack_i8(r.data(), n_out, n_in);
         result = std::move(p);
         break;
       }
@@ -137,6 +153,17 @@ class CpuBackend final : public Backend {
     result->n_out = n_out;
     result->n_in = n_in;
     return result;
+  }
+
+  static std::unique_ptr<I8Panels> pack_i8(const float* w, int n_out, int n_in) {
+    auto p = std::make_unique<I8Panels>();
+    p->data.resize(cpu::panel_count(n_out) * cpu::i8_k_quads(n_in) * 4 * cpu::kPanelWidth);
+    p->scale.resize(n_out);
+    p->col_sum.resize(n_out);
+    cpu::pack_i8_panels(w, n_out, n_in, p->data.data(), p->scale.data(), p->col_sum.data());
+    p->n_out = n_out;
+    p->n_in = n_in;
+    return p;
   }
 
   void linear(const float* x, int m, int ldx, const PackedMatrix& w, const float* bias, Activation act,
@@ -157,12 +184,35 @@ class CpuBackend final : public Backend {
       return stack<F32Panels>(parts, 16, [](F32Panels& d, const F32Panels& p) { append(d.data, p.data); });
     if (dynamic_cast<const Bf16Panels*>(first))
       return stack<Bf16Panels>(parts, 16, [](Bf16Panels& d, const Bf16Panels& p) { append(d.data, p.data); });
-    if (dynamic_cast<const I8Panels*>(first))
-      return stack<I8Panels>(parts, 16, [](I8Panels& d, const I8Panels& p) {
+    if (dynamic_cast<const I8Panels*>(first)) {
+      auto append_i8 = [](I8Panels& d, const I8Panels& p) {
         append(d.data, p.data);
         append(d.scale, p.scale);
         append(d.col_sum, p.col_sum);
-      });
+      };
+      // int8_bc parts (with a residual code) after any plain int8 ones: the
+      // stack's residual is theirs, stacked, from the first such row on.
+      std::vector<const PackedMatrix*> residuals;
+      int row0 = 0;
+      for (const PackedMatrix* p : parts) {
+        const auto* q = dynamic_cast<const I8Panels*>(p);
+        if (!q) break;  // stack() reports the mismatch
+        if (q->residual)
+          residuals.push_back(q->residual.get());
+        else if (!residuals.empty())
+          return make_error("stack_packed: an int8 matrix after an int8_bc one (int8_bc parts must come last)");
+        else
+          row0 += q->n_out;
+      }
+      auto stacked = stack<I8Panels>(parts, 16, append_i8);
+      if (!stacked || residuals.empty()) return stacked;
+      auto r = stack<I8Panels>(residuals, 16, append_i8);
+      if (!r) return r;
+      auto* d = static_cast<I8Panels*>(stacked->get());
+      d->residual.reset(static_cast<I8Panels*>(r->release()));
+      d->residual_row0 = row0;
+      return stacked;
+    }
     if (dynamic_cast<const I10Panels*>(first))  // int10 tiles hold two panels: 32 rows
       return stack<I10Panels>(parts, 32, [](I10Panels& d, const I10Panels& p) {
         append(d.data, p.data);
@@ -253,7 +303,8 @@ class CpuBackend final : public Backend {
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       const size_t stride = static_cast<size_t>(cpu::i8_k_quads(k)) * 4 * cpu::kPanelWidth;
       integer_linear(kt, row_in, m, w, q->scale.data(), q->col_sum.data(), 1, kt.gemm_i8_rows, bias, act, accumulate,
-                     out, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+                     out, q->residual ? q : nullptr,
+                     [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
                        kt.gemm_i8_tile(xq, ldq, rows, q->data.data() + (j / 16) * stride, stride, n_panels, kq, iacc);
                      },
                      kt.gemm_i8_tile_out ? FusedI8([&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels,
@@ -269,7 +320,7 @@ class CpuBackend final : public Backend {
       const cpu::KernelTable& kt = m < 16 ? small_ : k_;
       const size_t tile_bytes = static_cast<size_t>(cpu::i8_k_quads(k)) * 2 * 80;  // 32 columns
       integer_linear(kt, row_in, m, w, t->scale.data(), t->col_sum.data(), 2, kt.gemm_i10_rows, bias, act, accumulate,
-                     out, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
+                     out, nullptr, [&](const uint8_t* xq, size_t ldq, int rows, int j, int n_panels, int kq, int32_t* iacc) {
                        kt.gemm_i10_tile(xq, ldq, rows, t->data.data() + (j / 32) * tile_bytes, n_panels, kq, iacc);
                      });
     } else {
@@ -662,8 +713,8 @@ class CpuBackend final : public Backend {
   template <typename RowIn, typename Tile>
   void integer_linear(const cpu::KernelTable& kt, const RowIn& row_in, int m, const PackedMatrix& w,
                       const float* w_scale, const int32_t* col_sum, int digits, int tile_digit_rows,
-                      const float* bias, Activation act, bool accumulate, const LinearOutput& out, const Tile& tile,
-                      const FusedI8& fused_i8 = nullptr) {
+                      const float* bias, Activation act, bool accumulate, const LinearOutput& out,
+                      const I8Panels* bc, const Tile& tile, const FusedI8& fused_i8 = nullptr) {
     const int k = w.n_in;
     const int kq = cpu::i8_k_quads(k);
     const size_t ldq = 4 * static_cast<size_t>(kq);
@@ -680,10 +731,20 @@ class CpuBackend final : public Backend {
     std::fill(xq + static_cast<size_t>(m) * digits * ldq, xq + q_rows * ldq, 0);
     float* sx = scratch<float>(2 * static_cast<size_t>(m));
     float* lo_x = sx + m;
+    // int8_bc: the column sums of the rows as quantized here (normalized
+    // when asked), per group of 32 rows (parallel_for's chunks are whole
+    // groups), added up in a fixed order below whatever the thread count.
+    const size_t groups = (static_cast<size_t>(m) + 31) / 32;
+    float* part = bc ? scratch<float, 8>(groups * k) : nullptr;
+    if (part) std::fill(part, part + groups * k, 0.0f);
     pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r) {
         uint8_t* row = xq + r * digits * ldq;
         const float* xr = row_in(kt, r);
+        if (part) {
+          float* p = part + (r / 32) * k;
+          for (int c = 0; c < k; ++c) p[c] += xr[c];
+        }
         if (digits == 1)
           kt.quantize_u8_row(xr, k, row, &sx[r], &lo_x[r]);
         else
@@ -691,6 +752,7 @@ class CpuBackend final : public Backend {
         for (int d = 0; d < digits; ++d) std::fill(row + d * ldq + k, row + (d + 1) * ldq, 0);
       }
     });
+    if (bc) bias = corrected_bias(*bc, part, groups, m, bias);
     // u8 activations: the kernel finishes the tile itself where the ISA has
     // such a kernel (KernelTable::gemm_i8_tile_out).
     gemm_driver(m, tile_rows, w, bias, act, accumulate, out, [&](int i, int rows, int j, int n_panels, float* acc) {
@@ -710,6 +772,35 @@ class CpuBackend final : public Backend {
       kt.dequant_tile(iacc, rows, digits, cols, sx + i, lo_x + i, w_scale + j, col_sum + j, acc);
       return false;
     });
+  }
+
+  // int8_bc: bias + mu R^T for the residual's rows (bias alone before
+  // them), mu the column mean of the m input rows from their per-group sums
+  // (groups of k), in scratch that lives until the next call. The 1-row
+  // product runs on this thread on the small-GEMM table: its u8 rounding of
+  // mu is ~0.4% of mu's range, on R, itself ~1/250 of W.
+  const float* corrected_bias(const I8Panels& w, const float* part, size_t groups, int m, const float* bias) {
+    const I8Panels& r = *w.residual;
+    const int k = w.n_in;
+    float* mu = scratch<float, 9>(static_cast<size_t>(k) + w.n_out + r.n_out);
+    float *b = mu + k, *c = b + w.n_out;
+    for (int j = 0; j < k; ++j) {
+      double s = 0;
+      for (size_t g = 0; g < groups; ++g) s += part[g * k + j];
+      mu[j] = static_cast<float>(s / m);
+    }
+    const cpu::KernelTable& kt = small_;
+    const size_t ldq = 4 * static_cast<size_t>(cpu::i8_k_quads(k));
+    uint8_t* q = scratch<uint8_t, 9>(static_cast<size_t>(kt.gemm_i8_rows) * ldq);
+    std::fill(q, q + static_cast<size_t>(kt.gemm_i8_rows) * ldq, 0);  // rows 1.. pad the tile
+    float s = 0, lo = 0;
+    kt.quantize_u8_row(mu, k, q, &s, &lo);
+    serial_i8(kt, q, ldq, 1, r, &s, &lo, nullptr, Activation::none, false, c, r.n_out);
+    for (int j = 0; j < w.n_out; ++j) {
+      const float b0 = bias ? bias[j] : 0.0f;
+      b[j] = j < w.residual_row0 ? b0 : b0 + c[j - w.residual_row0];
+    }
+    return b;
   }
 
   // Splits y = x W^T into (row block, column block) tasks. Per task and
