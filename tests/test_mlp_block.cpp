@@ -6,8 +6,8 @@
 // row kernels, so the results must be equal bit for bit; other weights take
 // the separate ops themselves. On every ISA this CPU supports and on the
 // AMX kernels over the scalar model of the tiles, at base's shape (1500 x
-// 512, hidden 2048, as the int8 encoder packs it: int8 MLP, bf16 output
-// projection) and at awkward ones: one row, a chunk and one row, tails in K
+// 512, hidden 2048, as the int8 encoder packs it: int8 MLP, int8_bc output
+// projection; and with a bf16 one) and at awkward ones: one row, a chunk and one row, tails in K
 // and in the hidden width, no LayerNorm, no projection, f32 attention rows.
 #include <gtest/gtest.h>
 
@@ -56,7 +56,13 @@ std::string case_name(const Case& c) {
 const std::vector<Case>& cases() {
   using CT = ComputeType;
   static const std::vector<Case> c = {
-      {kRealRows, 512, 2048, CT::int8, CT::bf16, true, true, true, Activation::gelu_q8, "base, as the int8 encoder"},
+      {kRealRows, 512, 2048, CT::int8, CT::int8_bc, true, true, true, Activation::gelu_q8, "base, as the int8 encoder"},
+      {kRealRows, 512, 2048, CT::int8, CT::bf16, true, true, true, Activation::gelu_q8, "base, bf16 projection"},
+      {1, 40, 160, CT::int8, CT::int8_bc, true, true, true, Activation::gelu_q8, "one row, int8_bc projection"},
+      {33, 40, 160, CT::int8, CT::int8_bc, true, true, true, Activation::gelu, "a chunk and one row, int8_bc"},
+      {70, 37, 150, CT::int8, CT::int8_bc, true, true, true, Activation::gelu_q8, "K and hidden tails, int8_bc"},
+      {45, 64, 256, CT::int8, CT::int8, true, true, true, Activation::gelu, "plain int8 projection"},
+      {45, 64, 256, CT::int8, CT::int8_bc, true, true, false, Activation::gelu, "int8_bc projection on f32 rows"},
       {kRealRows, 512, 2048, CT::bf16, CT::bf16, true, true, true, Activation::gelu, "base, as the bf16 encoder"},
       {kRealRows, 512, 2048, CT::f32, CT::f32, true, true, false, Activation::gelu, "base, as the f32 encoder"},
       {1, 40, 160, CT::int8, CT::bf16, true, true, true, Activation::gelu_q8, "one row"},

@@ -97,7 +97,7 @@ class CpuBackend final : public Backend {
       s += std::string(" gemm_under_16_rows=") + gemm_name(small_);
     if (compute_ == ComputeType::int8)
       s += std::string(" (encoder MLPs, convolutions and attention; cross-attention keys and values) gemm_int10=") +
-           k_.gemm_i10_name + " (decoder) gemm_bf16=" + k_.gemm_bf16_name + " (other layers)";
+           k_.gemm_i10_name + " (decoder)";
     if (compute_ != ComputeType::f32) s += std::string(" gemm_f32=") + k_.gemm_f32_name;
     return s + " attention=" + k_.attend_name + " rowops=" + k_.vector_name;
   }
@@ -419,11 +419,30 @@ class CpuBackend final : public Backend {
     const auto* up = dynamic_cast<const I8Panels*>(b.up);
     const auto* down = dynamic_cast<const I8Panels*>(b.down);
     const auto* proj16 = proj ? dynamic_cast<const Bf16Panels*>(b.out_proj) : nullptr;
-    if (!up || !down || (proj && !(proj16 && b.att_bf16))) return mlp_block_unfused(x, m, ldx, b);
-    const size_t weight_bytes = up->data.size() + down->data.size() + (proj16 ? 2 * proj16->data.size() : 0);
+    const auto* proj8 = proj ? dynamic_cast<const I8Panels*>(b.out_proj) : nullptr;
+    if (!up || !down || (proj && !((proj16 || proj8) && b.att_bf16))) return mlp_block_unfused(x, m, ldx, b);
+    const size_t weight_bytes = up->data.size() + down->data.size() + (proj16 ? 2 * proj16->data.size() : 0) +
+                                (proj8 ? proj8->data.size() : 0);
     if (weight_bytes > kRowChunkMaxWeightBytes) return mlp_block_unfused(x, m, ldx, b);
     const cpu::KernelTable& kt = m < 16 ? small_ : k_;
     const int n = up->n_in, h = up->n_out;
+    // An int8_bc projection needs the column mean of all m attention rows
+    // before any chunk runs: summed as integer_linear sums them (f32 per
+    // group of 32 rows, widened from bf16 exactly), for the same bias.
+    const float* o_bias = b.out_bias;
+    if (proj8 && proj8->residual) {
+      const size_t groups = (static_cast<size_t>(m) + 31) / 32;
+      float* part = scratch<float, 8>(groups * n);
+      std::fill(part, part + groups * n, 0.0f);
+      pool_.parallel_for(m, 32, [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r) {
+          float* p = part + (r / 32) * n;
+          const uint16_t* a = b.att_bf16 + r * b.ld_att;
+          for (int c = 0; c < n; ++c) p[c] += bf16_to_f32(a[c]);
+        }
+      });
+      o_bias = corrected_bias(*proj8, part, groups, m, b.out_bias);
+    }
     // Whole tiles of both kernels' heights (AMX tiles read 32 rows).
     const int tiles = std::lcm(kt.gemm_i8_rows, kt.gemm_bf16_rows);
     const int chunk = (kMlpChunk + tiles - 1) / tiles * tiles;
@@ -444,9 +463,26 @@ class CpuBackend final : public Backend {
         }
         serial_bf16(kt, a, ldb, rows, *proj16, b.out_bias, Activation::none, true, xc, ldx);
       }
-      // Per row: the step and offset of x's quantization, then the hidden row's.
-      float* sx = scratch<float, 5>(4 * static_cast<size_t>(chunk));
-      float *lo = sx + chunk, *sh = lo + chunk, *lh = sh + chunk;
+      // Per row: the step and offset of x's quantization, then the hidden
+      // row's, then (an int8 projection) the attention row's.
+      float* sx = scratch<float, 5>(6 * static_cast<size_t>(chunk));
+      float *lo = sx + chunk, *sh = lo + chunk, *lh = sh + chunk, *sa = lh + chunk, *la = sa + chunk;
+      if (proj8) {
+        // The attention rows widened to f32 (exact) and quantized as
+        // linear_bf16_in's path does.
+        uint8_t* qa = scratch<uint8_t, 6>(chunk * ldq1);
+        float* t = scratch<float, 7>(n);
+        for (int r = 0; r < chunk; ++r) {
+          const float* row = nullptr;
+          if (r < rows) {
+            const uint16_t* a = b.att_bf16 + static_cast<size_t>(r0 + r) * b.ld_att;
+            for (int c = 0; c < n; ++c) t[c] = bf16_to_f32(a[c]);
+            row = t;
+          }
+          quantize_row(kt, row, n, nullptr, qa + r * ldq1, ldq1, sa + r, la + r);
+        }
+        serial_i8(kt, qa, ldq1, rows, *proj8, sa, la, o_bias, Activation::none, true, xc, ldx);
+      }
       uint8_t* q1 = scratch<uint8_t, 4>(chunk * ldq1);
       uint8_t* q2 = scratch<uint8_t, 5>(chunk * ldq2);
       float* hid = scratch<float, 6>(static_cast<size_t>(chunk) * h);
