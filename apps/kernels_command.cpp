@@ -152,8 +152,15 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
   for (Isa isa : isas) {
     const cpu::KernelTable& kt = cpu::kernel_table(isa);
     // GEMMs through the backend: packing excluded, threading and epilogue included.
-    for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8}) {
-      const char* name = ct == ComputeType::f32 ? kt.gemm_f32_name : ct == ComputeType::bf16 ? kt.gemm_bf16_name : kt.gemm_i8_name;
+    // int8_bc (backend.h): the int8 kernel plus its mean correction, at
+    // the shapes the model runs it at (the encoder's attention projections
+    // and the cross-attention values).
+    for (ComputeType ct : {ComputeType::f32, ComputeType::bf16, ComputeType::int8, ComputeType::int8_bc}) {
+      const bool bc = ct == ComputeType::int8_bc;
+      const std::string name = ct == ComputeType::f32    ? kt.gemm_f32_name
+                               : ct == ComputeType::bf16 ? kt.gemm_bf16_name
+                               : bc                      ? std::string(kt.gemm_i8_name) + "+bc"
+                                                         : kt.gemm_i8_name;
       if (!wanted(name)) continue;
       CpuBackendOptions bo;
       bo.force_isa = true;
@@ -165,7 +172,10 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
       std::vector<Gemm> shapes = custom;
       if (shapes.empty())
         for (const auto& [a, hp] : models)
-          for (const auto& g : gemm_shapes(hp, a)) shapes.push_back(g);
+          for (const auto& g : gemm_shapes(hp, a))
+            if (!bc || g.what.find("attn proj") != std::string::npos || g.what.find("qkv") != std::string::npos ||
+                g.what.find("cross") != std::string::npos)
+              shapes.push_back(g);
       for (const Gemm& g : shapes) {
         // Scalar f32 at full encoder shapes takes seconds per call: fewer iterations.
         const int iters = isa == Isa::scalar && static_cast<double>(g.m) * g.k * g.n > 1e8 ? std::min(o.iters, 2) : o.iters;
@@ -195,7 +205,7 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         // quantizes its input to 8 bits (whisper_model.cpp, load_weights).
         const bool gelu = g.prenorm && g.n == 4 * g.k;
         const Activation act = !gelu                      ? Activation::none
-                               : ct == ComputeType::int8 ? Activation::gelu_q8
+                               : ct != ComputeType::bf16 && ct != ComputeType::f32 ? Activation::gelu_q8
                                                          : Activation::gelu;
         if (gelu && ct == ComputeType::int8) r.shape += " q8";
         r.t = time_it(iters, [&] {
@@ -208,11 +218,12 @@ Result<std::string> run_kernel_harness(const KernelsOptions& o) {
         r.rate = 2.0 * g.m * g.k * g.n / (r.t.min * 1e-3) * 1e-9;
         r.unit = "GFLOP/s";
         double peak = peaks.f32_peak(isa);
-        if (ct == ComputeType::bf16 && std::string(name).find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
-        if (ct == ComputeType::int8 && std::string(name).find("vnni") != std::string::npos) peak = peaks.int8_gops;
-        if (ct == ComputeType::int8 && isa == Isa::avx2) peak = peaks.int8_avx2_gops;
+        const bool i8 = ct == ComputeType::int8 || bc;
+        if (ct == ComputeType::bf16 && name.find("avx512bf16") != std::string::npos) peak = peaks.bf16_gflops;
+        if (i8 && name.find("vnni") != std::string::npos) peak = peaks.int8_gops;
+        if (i8 && isa == Isa::avx2) peak = peaks.int8_avx2_gops;
         if (isa == Isa::amx && ct == ComputeType::bf16) peak = peaks.amx_bf16_gflops;
-        if (isa == Isa::amx && ct == ComputeType::int8) peak = peaks.amx_int8_gops;
+        if (isa == Isa::amx && i8) peak = peaks.amx_int8_gops;
         r.peak_pct = peak > 0 ? 100.0 * r.rate / peak : 0;
         // Error against the scalar f32 reference on a spread of rows.
         ErrorStats e;
