@@ -98,9 +98,9 @@ std::vector<Gemm> gemm_shapes(const HParams& hp, const std::string& arch) {
           {kAudioCtx, 4 * d, d, arch + " mlp down"}, {1, d, 4 * d, arch + " decode mlp"},
           {5, d, 4 * d, arch + " decode x5 mlp"},     {1, d, hp.n_vocab, arch + " logits"},
           // The encoder's fused ops and a window's stacked cross-attention K (or V).
-          // Q/K/V stacked (f32, bf16), or Q/K alone (int8: layer_compute_type).
+          // Q/K/V stacked (at int8 compute the model corrects only V's rows:
+          // the +bc row, which corrects all three, bounds its cost).
           {kAudioCtx, d, 3 * d, arch + " qkv +ln", true},
-          {kAudioCtx, d, 2 * d, arch + " qk +ln", true},
           {kAudioCtx, d, 4 * d, arch + " mlp up +ln+gelu", true},
           {kAudioCtx, hp.n_text_state, hp.n_text_layer * hp.n_text_state, arch + " cross k/v x" + std::to_string(hp.n_text_layer) + " bf16 out", false, true}};
 }

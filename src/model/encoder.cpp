@@ -80,10 +80,6 @@ void Encoder::run(const float* mel, int ld, std::vector<float>& out) {
     };
     if (L.qkv.w) {
       be_.linear_fused(x, ctx, n, &attn_ln, *L.qkv.w, L.qkv.bias(), Activation::none, false, out_at(0));
-    } else if (L.qk.w) {  // Q/K and V at different compute types: two GEMMs into the same [q | k | v] rows
-      be_.linear_fused(x, ctx, n, &attn_ln, *L.qk.w, L.qk.bias(), Activation::none, false, out_at(0));
-      be_.linear_fused(x, ctx, n, &attn_ln, *L.attn.value.w, L.attn.value.bias(), Activation::none, false,
-                       out_at(v_at));
     } else {  // not stacked (stack_projections): three GEMMs into [q][k][v] blocks
       ld_qkv = n;
       k_at = static_cast<size_t>(ctx) * n;

@@ -1,4 +1,4 @@
-// stack_projections (whisper_model.h): the fused Q/K/V (or Q/K) of each encoder layer
+// stack_projections (whisper_model.h): the fused Q/K/V of each encoder layer
 // and the cross-attention K/V of all decoder layers.
 #include <algorithm>
 
@@ -41,8 +41,7 @@ bool stack(const Backend& backend, const std::vector<LinearWeights*>& parts, Lin
 
 void stack_projections(const Backend& backend, WhisperModel& model) {
   for (EncoderLayerWeights& e : model.encoder)
-    if (!stack(backend, {&e.attn.query, &e.attn.key, &e.attn.value}, e.qkv))
-      stack(backend, {&e.attn.query, &e.attn.key}, e.qk);
+    stack(backend, {&e.attn.query, &e.attn.key, &e.attn.value}, e.qkv);
   std::vector<LinearWeights*> keys, values;
   for (DecoderLayerWeights& d : model.decoder) {
     keys.push_back(&d.cross.key);

@@ -37,11 +37,9 @@ struct EncoderLayerWeights {
   // attn.query, key and value stacked [3 n][n] (bias: query's, zeros,
   // value's) by stack_projections, which then drops the three: one GEMM
   // with one activation conversion instead of three.
+  // (At int8 compute the query and key are int8 and the value int8_bc:
+  // one stack, the correction on the value's rows; layer_compute_type.)
   LinearWeights qkv;
-  // Where the value is packed at another compute type than the query and
-  // key (int8: layer_compute_type), query and key stacked [2 n][n] instead
-  // and attn.value kept: two GEMMs.
-  LinearWeights qk;
   NormWeights mlp_ln;
   LinearWeights mlp0, mlp2;
 };
