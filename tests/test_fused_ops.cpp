@@ -398,8 +398,8 @@ TEST_P(FusedOps, LinearFusedMatchesPlainReference) {
 // attention) does not shrink, must be far below plain int8's: per column,
 // the mean over the rows of (ours - exact). For plain int8 that is mostly
 // mu (W - W_q) (here ~0.007 rms: |mu| ~ sqrt(512), the weights' rounding
-// ~0.0003 rms); what is left of it after the correction is ~250 times
-// smaller, beside the activations' rounding (~0.007 rms per output, its
+// ~0.0003 rms); what is left of it after the correction is ~100 times
+// smaller (R's own rounding 1/254 of it, mu's u8 rounding ~1%), beside the activations' rounding (~0.007 rms per output, its
 // mean over m rows ~0.007 / sqrt(m): 6 times below plain int8's at the
 // 37 rows of the small case). So below a third of plain int8's, or the
 // correction is missing.
