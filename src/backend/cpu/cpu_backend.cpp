@@ -389,8 +389,8 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // With int8 MLP weights (the int8 encoder), and bf16 output-projection
-  // weights on bf16 attention output where there is one, each task takes
+  // With int8 MLP weights (the int8 encoder), and int8 or int8_bc output-
+  // projection weights on bf16 attention output where there is one, each task takes
   // kMlpChunk rows through the whole block on one thread: the projection
   // into x, LayerNorm and quantization, MLP up with its epilogue into
   // hidden rows, their quantization, MLP down adding into x. The hidden
@@ -418,11 +418,11 @@ class CpuBackend final : public Backend {
                     (b.att != nullptr) != (b.att_bf16 != nullptr), b.ld_att);
     const auto* up = dynamic_cast<const I8Panels*>(b.up);
     const auto* down = dynamic_cast<const I8Panels*>(b.down);
-    const auto* proj16 = proj ? dynamic_cast<const Bf16Panels*>(b.out_proj) : nullptr;
+    // Any other projection (bf16 once, before int8_bc) takes the separate
+    // ops: no model configuration pairs it with int8 MLP weights now.
     const auto* proj8 = proj ? dynamic_cast<const I8Panels*>(b.out_proj) : nullptr;
-    if (!up || !down || (proj && !((proj16 || proj8) && b.att_bf16))) return mlp_block_unfused(x, m, ldx, b);
-    const size_t weight_bytes = up->data.size() + down->data.size() + (proj16 ? 2 * proj16->data.size() : 0) +
-                                (proj8 ? proj8->data.size() : 0);
+    if (!up || !down || (proj && !(proj8 && b.att_bf16))) return mlp_block_unfused(x, m, ldx, b);
+    const size_t weight_bytes = up->data.size() + down->data.size() + (proj8 ? proj8->data.size() : 0);
     if (weight_bytes > kRowChunkMaxWeightBytes) return mlp_block_unfused(x, m, ldx, b);
     const cpu::KernelTable& kt = m < 16 ? small_ : k_;
     const int n = up->n_in, h = up->n_out;
@@ -444,26 +444,13 @@ class CpuBackend final : public Backend {
       });
       o_bias = corrected_bias(*proj8, part, groups, m, b.out_bias);
     }
-    // Whole tiles of both kernels' heights (AMX tiles read 32 rows).
-    const int tiles = std::lcm(kt.gemm_i8_rows, kt.gemm_bf16_rows);
+    // Whole tiles of the int8 kernel's height (AMX tiles read 32 rows).
+    const int tiles = kt.gemm_i8_rows;
     const int chunk = (kMlpChunk + tiles - 1) / tiles * tiles;
     const size_t ldq1 = 4 * static_cast<size_t>(cpu::i8_k_quads(n)), ldq2 = 4 * static_cast<size_t>(cpu::i8_k_quads(h));
-    const size_t ldb = 2 * static_cast<size_t>(cpu::bf16_k_pairs(n));
     pool_.parallel_tasks((m + chunk - 1) / chunk, [&](size_t c) {
       const int r0 = static_cast<int>(c) * chunk, rows = std::min(chunk, m - r0);
       float* xc = x + static_cast<size_t>(r0) * ldx;
-      if (proj16) {
-        // The attention rows in a zero-padded copy (K's pair padding, whole
-        // tiles of rows): 32 KB per chunk at base.
-        uint16_t* a = scratch<uint16_t, 4>(static_cast<size_t>(chunk) * ldb);
-        for (int r = 0; r < chunk; ++r) {
-          uint16_t* d = a + r * ldb;
-          const int have = r < rows ? n : 0;
-          if (have) std::copy_n(b.att_bf16 + static_cast<size_t>(r0 + r) * b.ld_att, n, d);
-          std::fill(d + have, d + ldb, uint16_t{0});
-        }
-        serial_bf16(kt, a, ldb, rows, *proj16, b.out_bias, Activation::none, true, xc, ldx);
-      }
       // Per row: the step and offset of x's quantization, then the hidden
       // row's, then (an int8 projection) the attention row's.
       float* sx = scratch<float, 5>(6 * static_cast<size_t>(chunk));
@@ -647,29 +634,6 @@ class CpuBackend final : public Backend {
         alignas(64) float acc[cpu::kGemmMaxRows * 32];
         kt.gemm_i8_tile(xq + i * ldq, ldq, r, panels, stride, n_panels, kq_run, iacc);
         kt.dequant_tile(iacc, r, 1, cols, sx + i, lo + i, w.scale.data() + j, w.col_sum.data() + j, acc);
-        kt.epilogue_tile(acc, r, cols, bj, to_act(act), accumulate, y + i * ldy + j, ldy);
-      }
-    }
-  }
-  void serial_bf16(const cpu::KernelTable& kt, const uint16_t* xb, size_t ldb, int rows, const Bf16Panels& w,
-                   const float* bias, Activation act, bool accumulate, float* y, size_t ldy) const {
-    const int kp = cpu::bf16_k_pairs(w.n_in);
-    const int kp_run = kt.isa != Isa::amx ? (w.n_in + 1) / 2 : kp;  // as bf16_gemm
-    const size_t stride = static_cast<size_t>(kp) * 2 * cpu::kPanelWidth;
-    for (int j = 0; j < w.n_out; j += 32) {
-      const int cols = std::min(32, w.n_out - j), n_panels = cols > 16 ? 2 : 1;
-      const uint16_t* panels = w.data.data() + (j / 16) * stride;
-      const float* bj = bias ? bias + j : nullptr;
-      if (kt.gemm_bf16_tile_out) {
-        cpu::TileOut o{};
-        o.bias = bj, o.act = to_act(act), o.accumulate = accumulate, o.cols = cols, o.y = y + j, o.ldy = ldy;
-        kt.gemm_bf16_tile_out(xb, ldb, rows, panels, stride, n_panels, kp_run, o);
-        continue;
-      }
-      for (int i = 0; i < rows; i += kt.gemm_bf16_rows) {
-        const int r = std::min(kt.gemm_bf16_rows, rows - i);
-        alignas(64) float acc[cpu::kGemmMaxRows * 32];
-        kt.gemm_bf16_tile(xb + i * ldb, ldb, r, panels, stride, n_panels, kp_run, acc);
         kt.epilogue_tile(acc, r, cols, bj, to_act(act), accumulate, y + i * ldy + j, ldy);
       }
     }
