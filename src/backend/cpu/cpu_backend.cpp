@@ -605,10 +605,8 @@ class CpuBackend final : public Backend {
 
   // y [rows][ldy] (+)= act(x W^T + bias) over every column of w, on this
   // thread: the int8 GEMM of integer_linear for rows already quantized
-  // (xq, sx, lo; zero rows to whole tiles), and the bf16 one of bf16_gemm
-  // for rows already converted (zero-padded to 2 bf16_k_pairs and to whole
-  // tiles).
-  // Columns j0..j1 only when given (j0 a multiple of 32).
+  // (xq, sx, lo; zero rows to whole tiles). Columns j0..j1 only when given
+  // (j0 a multiple of 32).
   void serial_i8(const cpu::KernelTable& kt, const uint8_t* xq, size_t ldq, int rows, const I8Panels& w,
                  const float* sx, const float* lo, const float* bias, Activation act, bool accumulate, float* y,
                  size_t ldy, int j0 = 0, int j1 = -1) const {
